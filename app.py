@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""CDK entry point: validate the portfolio, then build its stacks.
+
+    cdk synth                          # every client
+    cdk synth -c client=acme-health    # one client (plus the MSP side)
+    cdk synth -c overrides=path/to/dir # another portfolio
+
+Bad input prints every problem and exits 2 before any stack is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+
+from baseline.portfolio import load_portfolio
+from stacks.portfolio import build_app
+
+
+def main() -> int:
+    # Feature flags live in cdk.json; read them here too so `python app.py` (what `vend synth`
+    # runs) and `cdk synth` build the same templates.
+    flags = json.loads((Path(__file__).parent / "cdk.json").read_text())["context"]
+    app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", "cdk.out"), analytics_reporting=False, context=flags)
+    overrides = Path(app.node.try_get_context("overrides") or os.environ.get("VEND_OVERRIDES") or "overrides")
+    only_client = app.node.try_get_context("client")
+    portfolio, problems = load_portfolio(overrides)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if portfolio is None:
+        print(f"vend: {len(problems)} problem(s) in {overrides}; nothing synthesized", file=sys.stderr)
+        return 2
+    if only_client and only_client not in {c.client for c in portfolio.clients}:
+        print(f"vend: no client {only_client!r} in {overrides}", file=sys.stderr)
+        return 2
+    build_app(app, portfolio, only_client=only_client)
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

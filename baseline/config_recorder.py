@@ -1,0 +1,134 @@
+"""AWS Config recording: a recorder and a delivery channel to the central bucket per region.
+
+Enforces: all supported resource types recorded; global types (IAM) only in the home
+region, so they are not recorded twice; snapshots delivered to the MSP's central bucket.
+The recorder's IAM role is global and lives in the client's global stack
+(:class:`ConfigRecorderRole`); regional stacks refer to it by name. Tuned per client by
+``home_region`` and ``regions``.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Fn
+from aws_cdk import aws_config as config
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from baseline._nag import acknowledge
+from baseline.spec import CentralLogging, ConfigRoleSpec, DeliveryChannelSpec, RecorderSpec
+
+
+class ConfigRecorderRole(Construct):
+    """The role AWS Config assumes to read resources and write to the central bucket."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: ConfigRoleSpec,
+        logs: CentralLogging,
+        boundary_arn: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.role = iam.CfnRole(
+            self,
+            "Role",
+            role_name=spec.role_name,
+            description="AWS Config recorder role (vend baseline)",
+            assume_role_policy_document={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "config.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                        # Confused-deputy guard: only Config acting for this account.
+                        "Condition": {"StringEquals": {"aws:SourceAccount": Fn.ref("AWS::AccountId")}},
+                    }
+                ],
+            },
+            managed_policy_arns=list(spec.managed_policy_arns),
+            permissions_boundary=boundary_arn,
+            policies=[
+                iam.CfnRole.PolicyProperty(
+                    policy_name="deliver-to-central-bucket",
+                    policy_document={
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "WriteOwnPrefixOnly",
+                                "Effect": "Allow",
+                                "Action": "s3:PutObject",
+                                "Resource": Fn.sub(
+                                    f"arn:${{AWS::Partition}}:s3:::{logs.bucket_name}/AWSLogs/${{AWS::AccountId}}/Config/*"
+                                ),
+                                "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}},
+                            },
+                            {
+                                "Sid": "CheckBucket",
+                                "Effect": "Allow",
+                                "Action": ["s3:GetBucketAcl", "s3:ListBucket"],
+                                "Resource": Fn.sub(f"arn:${{AWS::Partition}}:s3:::{logs.bucket_name}"),
+                            },
+                            {
+                                "Sid": "EncryptWithCentralKey",
+                                "Effect": "Allow",
+                                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                                "Resource": Fn.sub(
+                                    f"arn:${{AWS::Partition}}:kms:{logs.region}:{logs.account_id}:key/*"
+                                ),
+                            },
+                        ],
+                    },
+                )
+            ],
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM4",
+            "AWS_ConfigRole is the AWS-maintained policy for Config recorders; AWS adds "
+            "new resource types to it, which a hand-written copy would miss.",
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5",
+            "Config writes objects with generated names under this account's own "
+            "AWSLogs/<account>/Config/ prefix, and the central key's id is only known in the "
+            "log-archive account: the wildcards are limited to that prefix and that account.",
+        )
+
+
+class ConfigRecorder(Construct):
+    """Recorder + delivery channel in one region."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        recorder: RecorderSpec,
+        delivery: DeliveryChannelSpec,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.recorder = config.CfnConfigurationRecorder(
+            self,
+            "Recorder",
+            name=recorder.name,
+            role_arn=Fn.sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{recorder.role_name}"),
+            recording_group=config.CfnConfigurationRecorder.RecordingGroupProperty(
+                all_supported=recorder.all_supported,
+                include_global_resource_types=recorder.include_global_resource_types,
+            ),
+        )
+        self.delivery_channel = config.CfnDeliveryChannel(
+            self,
+            "DeliveryChannel",
+            name=delivery.name,
+            s3_bucket_name=delivery.bucket_name,
+            config_snapshot_delivery_properties=config.CfnDeliveryChannel.ConfigSnapshotDeliveryPropertiesProperty(
+                delivery_frequency=delivery.frequency
+            ),
+        )
+        # The channel needs the recorder; CloudFormation starts recording once both exist.
+        self.delivery_channel.add_resource_dependency(self.recorder)

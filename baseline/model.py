@@ -1,0 +1,268 @@
+"""The typed parameter model: the single source of the override file's JSON Schema.
+
+Three documents feed a client's baseline:
+
+* ``baseline/defaults.yaml`` (:class:`MspDefaults`): MSP-wide values, written once.
+* ``baseline/profiles/<name>.yaml`` (:class:`Profile`): shared rule packs such as ``hipaa``.
+* ``overrides/<client>.yaml`` (:class:`ClientOverride`): only what differs per client.
+
+:func:`baseline.portfolio.effective_client` merges them into an :class:`EffectiveClient`,
+the one object both the CDK constructs and the drift checks read.
+This module must not import aws_cdk: the driver imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ACCOUNT_ID_PATTERN = r"^[0-9]{12}$"
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]$"
+SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
+ROLE_ARN_PATTERN = r"^arn:aws:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,64}$"
+# sts:ExternalId: 2-1224 characters of this set; no spaces.
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]+$"  # length 2-1224 set on the field
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:/=+@ -]+$"  # length 1-128 set on the field
+CONFIG_RULE_NAME_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+
+# The AWS managed rule REQUIRED_TAGS takes tag1Key..tag6Key.
+MAX_TAG_KEYS_PER_RULE = 6
+# A budget notification takes at most 10 e-mail subscribers.
+MAX_BUDGET_EMAILS = 10
+
+AccountId = Annotated[
+    str,
+    Field(
+        pattern=ACCOUNT_ID_PATTERN,
+        description="12-digit AWS account id, quoted so YAML keeps it a string.",
+        examples=["111122223333"],
+        json_schema_extra={"x-error": 'must be a 12-digit account id in quotes, e.g. "111122223333"'},
+    ),
+]
+Region = Annotated[
+    str,
+    Field(
+        pattern=REGION_PATTERN,
+        description="AWS region code.",
+        examples=["us-east-1"],
+        json_schema_extra={"x-error": "must be an AWS region code such as us-east-1"},
+    ),
+]
+Email = Annotated[
+    str,
+    Field(
+        pattern=EMAIL_PATTERN,
+        description="E-mail address.",
+        examples=["cloud-ops@acme.example"],
+        json_schema_extra={"x-error": "must be an e-mail address such as ops@example.com"},
+    ),
+]
+TagKey = Annotated[
+    str,
+    Field(
+        pattern=TAG_KEY_PATTERN,
+        min_length=1,
+        max_length=128,
+        description="Tag key (1-128 characters).",
+        examples=["CostCenter"],
+        json_schema_extra={"x-error": "must be a tag key of 1-128 letters, digits, spaces or _.:/=+-@"},
+    ),
+]
+RoleArn = Annotated[
+    str,
+    Field(
+        pattern=ROLE_ARN_PATTERN,
+        description="IAM role ARN.",
+        examples=["arn:aws:iam::111122223333:role/VendDeploy"],
+        json_schema_extra={"x-error": "must be an IAM role ARN: arn:aws:iam::<12 digits>:role/<name>"},
+    ),
+]
+ExternalId = Annotated[
+    str,
+    Field(
+        pattern=EXTERNAL_ID_PATTERN,
+        min_length=2,
+        max_length=1224,
+        description="sts:ExternalId the client's role requires: 2-1224 characters of [A-Za-z0-9_+=,.@:/-], no spaces.",
+        examples=["acme-health-4b1d9e"],
+        json_schema_extra={"x-error": "must be 2-1224 characters of letters, digits and _+=,.@:/- (no spaces)"},
+    ),
+]
+Engagement = Literal["monitoring", "managed"]
+FindingFrequency = Literal["FIFTEEN_MINUTES", "ONE_HOUR", "SIX_HOURS"]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo must never silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- the client override file ---------------------------------------------------------------
+
+
+class Access(_Strict):
+    """How the driver reaches the client account."""
+
+    deploy_role_arn: RoleArn = Field(
+        description="Role in the client account that vend assumes to deploy (created by the onboarding template)."
+    )
+    external_id: ExternalId
+
+
+class BudgetOverride(_Strict):
+    """Monthly cost budget."""
+
+    monthly_limit_usd: float = Field(gt=0, le=100_000_000, description="Monthly cost limit in USD.", examples=[5000])
+    thresholds_pct: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description="Percentages of the limit that send a notification (actual cost). Default from defaults.yaml.",
+        examples=[[50, 80, 100]],
+    )
+    notify: list[Email] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_BUDGET_EMAILS,
+        description="Recipients of the budget notifications. Default from defaults.yaml.",
+    )
+
+
+class TagsOverride(_Strict):
+    """Tag keys every resource must carry (AWS Config managed rule REQUIRED_TAGS)."""
+
+    required: list[TagKey] = Field(
+        min_length=1,
+        max_length=MAX_TAG_KEYS_PER_RULE,
+        description=f"Required tag keys; the managed rule takes at most {MAX_TAG_KEYS_PER_RULE}.",
+        examples=[["Owner", "CostCenter", "Environment"]],
+        json_schema_extra={"x-error": f"takes 1 to {MAX_TAG_KEYS_PER_RULE} tag keys (one required-tags rule)"},
+    )
+
+
+class GuardDutyOverride(_Strict):
+    """GuardDuty detector settings."""
+
+    finding_publishing_frequency: FindingFrequency = Field(
+        description="How often GuardDuty publishes updated findings.", examples=["SIX_HOURS"]
+    )
+
+
+class ClientOverride(_Strict):
+    """One client: ``overrides/<client>.yaml``. Only what differs from the MSP defaults."""
+
+    client: str = Field(
+        pattern=SLUG_PATTERN,
+        description="Client slug: 3-32 lowercase letters, digits and dashes; equals the file name.",
+        examples=["acme-health"],
+        json_schema_extra={"x-error": "must be a slug of 3-32 lowercase letters, digits and dashes"},
+    )
+    display_name: str = Field(min_length=1, max_length=128, examples=["Acme Health"])
+    account_id: AccountId
+    home_region: Region = Field(description="Region of the client's global resources (trail, role, budget).")
+    regions: list[Region] = Field(
+        min_length=1, description="Regions where regional controls (Config, GuardDuty) run.", examples=[["us-east-1"]]
+    )
+    engagement: Engagement = Field(
+        description="monitoring: read-only MSP access; managed: scoped write access.", examples=["managed"]
+    )
+    access: Access
+    profiles: list[str] = Field(
+        default_factory=list, description="Shared rule packs from baseline/profiles/.", examples=[["hipaa"]]
+    )
+    budget: BudgetOverride
+    tags: TagsOverride | None = None
+    guardduty: GuardDutyOverride | None = None
+
+
+# --- MSP-wide defaults and profiles ---------------------------------------------------------
+
+
+class ConfigRuleDef(_Strict):
+    """An AWS managed Config rule in the standard set or a profile pack."""
+
+    name: str = Field(pattern=CONFIG_RULE_NAME_PATTERN, description="Rule name, prefixed with vend- when deployed.")
+    identifier: str = Field(pattern=r"^[A-Z0-9_]+$", description="AWS managed rule identifier.")
+    scope: Literal["home", "every"] = Field(
+        default="every", description="home: global resources (IAM, root), evaluated once; every: each region."
+    )
+    parameters: dict[str, str] = Field(default_factory=dict, description="InputParameters of the rule.")
+    why: str = Field(min_length=1, description="Why the MSP runs this rule (shown to reviewers and auditors).")
+
+
+class MspSettings(_Strict):
+    """Who the MSP is and who may act in client accounts."""
+
+    name: str = Field(min_length=1)
+    account_id: AccountId
+    principal_arns: list[str] = Field(
+        min_length=1,
+        description="aws:PrincipalArn patterns in the MSP account allowed to assume the MSP role.",
+    )
+    role_name: str = Field(pattern=r"^[A-Za-z0-9_+=,.@-]{1,64}$", description="Name of the MSP access role in every client.")
+    max_session_hours: int = Field(ge=1, le=12)
+
+
+class LogArchive(_Strict):
+    """The MSP's log-archive account holding the central log bucket and its KMS key."""
+
+    account_id: AccountId
+    region: Region
+    deploy_role_arn: RoleArn | None = None
+    external_id: ExternalId | None = None
+    bucket_name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    retention_days: int = Field(ge=1, le=36500)
+
+
+class ClientDefaults(_Strict):
+    """Values a client gets unless its override says otherwise."""
+
+    budget_thresholds_pct: list[Annotated[int, Field(ge=1, le=1000)]] = Field(min_length=1, max_length=10)
+    budget_notify: list[Email] = Field(min_length=1, max_length=MAX_BUDGET_EMAILS)
+    required_tags: list[TagKey] = Field(min_length=1, max_length=MAX_TAG_KEYS_PER_RULE)
+    finding_publishing_frequency: FindingFrequency
+
+
+class MspDefaults(_Strict):
+    """``baseline/defaults.yaml``."""
+
+    msp: MspSettings
+    log_archive: LogArchive
+    client_defaults: ClientDefaults
+    config_rules: list[ConfigRuleDef] = Field(min_length=1)
+
+
+class Profile(_Strict):
+    """``baseline/profiles/<name>.yaml``: a rule pack for regulated clients."""
+
+    description: str
+    config_rules: list[ConfigRuleDef] = Field(default_factory=list)
+    log_retention_days: int | None = Field(default=None, ge=1, le=36500)
+
+
+# --- the merged result ----------------------------------------------------------------------
+
+
+class EffectiveClient(_Strict):
+    """A client after defaults -> profiles -> override; what stacks and drift both read."""
+
+    client: str
+    display_name: str
+    account_id: str
+    home_region: str
+    regions: tuple[str, ...]
+    engagement: Engagement
+    deploy_role_arn: str
+    external_id: str
+    profiles: tuple[str, ...]
+    budget_limit_usd: float
+    budget_thresholds_pct: tuple[int, ...]
+    budget_notify: tuple[str, ...]
+    required_tags: tuple[str, ...]
+    finding_publishing_frequency: FindingFrequency
+    config_rules: tuple[ConfigRuleDef, ...]
+    log_retention_days: int
+    source_file: str

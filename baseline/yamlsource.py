@@ -1,0 +1,135 @@
+"""Load YAML keeping the line of every value, and refuse YAML 1.1's silent conversions.
+
+PyYAML follows YAML 1.1: an unquoted ``012345670123`` becomes an octal integer and an
+unquoted ``no`` becomes ``False``. For an override file these are always mistakes, so they
+are reported as problems with the file and line instead of being converted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+
+_TRUE_FALSE = {"true", "false"}
+_OCTAL_OR_SEXAGESIMAL = re.compile(r"^[-+]?(0[0-7_]+|0o[0-7_]+|[0-9][0-9_]*(:[0-5]?[0-9])+|.*_.*)$")
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with an input file, printed as ``file:line: path: message``."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.path or '(document)'}: {self.message}"
+
+
+def format_path(path: Path_) -> str:
+    """``("budget", "notify", 0)`` -> ``budget.notify[0]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@dataclass
+class SourceDoc:
+    """A parsed YAML document plus where each value and key came from."""
+
+    file: str
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+    key_lines: dict[Path_, int] = field(default_factory=dict)
+    plain_scalars: dict[Path_, str] = field(default_factory=dict)
+
+    def line_of(self, path: Path_) -> int:
+        """Line of the value at ``path``, or of its nearest parent that has one."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return 1
+
+
+def load_yaml(path: Path) -> tuple[SourceDoc | None, list[Problem]]:
+    """Parse ``path``; return the document (None if unusable) and every trap found."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(name, 1, "", f"cannot read file: {exc}")]
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+        return None, [Problem(name, line, "", f"not valid YAML: {exc.problem}")]
+    except yaml.YAMLError as exc:
+        return None, [Problem(name, 1, "", f"not valid YAML: {exc}")]
+    if node is None:
+        return None, [Problem(name, 1, "", "file is empty; see overrides/ for an example")]
+    doc = SourceDoc(file=name, data=None)
+    problems: list[Problem] = []
+    doc.data = _convert(node, (), doc, problems)
+    return doc, problems
+
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+def _convert(node: yaml.Node, path: Path_, doc: SourceDoc, problems: list[Problem]) -> Any:
+    doc.lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _constructor.construct_object(key_node)
+            if not isinstance(key, str):
+                problems.append(
+                    Problem(doc.file, key_node.start_mark.line + 1, format_path(path), f"key {key!r} must be text")
+                )
+                key = str(key)
+            if key in out:
+                problems.append(
+                    Problem(
+                        doc.file,
+                        key_node.start_mark.line + 1,
+                        format_path((*path, key)),
+                        "duplicate key; YAML would silently keep only the last one",
+                    )
+                )
+            doc.key_lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _convert(value_node, (*path, key), doc, problems)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
+    assert isinstance(node, yaml.ScalarNode)
+    value = _constructor.construct_object(node)
+    if node.style is None:  # plain (unquoted) scalar: YAML 1.1 may have converted it
+        doc.plain_scalars[path] = node.value
+        trap = _trap(node, value)
+        if trap:
+            problems.append(Problem(doc.file, node.start_mark.line + 1, format_path(path), trap))
+    return value
+
+
+def _trap(node: yaml.ScalarNode, value: Any) -> str | None:
+    text = node.value
+    if isinstance(value, bool) and text.lower() not in _TRUE_FALSE:
+        return (
+            f"unquoted {text} is read by YAML as the boolean {str(value).lower()}; "
+            f'write "{text}" in quotes if you mean the text, or true/false if you mean a boolean'
+        )
+    if isinstance(value, int | float) and not isinstance(value, bool) and _OCTAL_OR_SEXAGESIMAL.match(text):
+        return (
+            f"unquoted {text} is read by YAML as the number {value}, not as written; "
+            f'put it in quotes: "{text}"'
+        )
+    return None

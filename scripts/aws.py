@@ -1,0 +1,129 @@
+"""AWS access for the driver: one place for credentials, endpoints and retries.
+
+Every command must run unchanged against real AWS and the local emulator, so
+endpoint selection is boto3's own (``AWS_ENDPOINT_URL``, profiles, ...) unless
+``--endpoint-url`` is given explicitly. Every client gets adaptive retries:
+across hundreds of accounts, throttling (``Rate exceeded``) is normal and must
+never surface as a failed deploy.
+
+Thread safety: a ``boto3.Session`` is not thread-safe, clients are. A worker
+thread should get its own session (``base_session()`` or ``assume_role()``,
+both return a fresh one on every call), create its clients from it, and never
+share that session with other threads. Clients made from it may be shared.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import CredentialProvider, CredentialResolver, RefreshableCredentials
+from botocore.exceptions import BotoCoreError, ClientError
+
+RETRY_CONFIG = {"mode": "adaptive", "max_attempts": 10}
+ASSUME_ROLE_HINT = (
+    "check the client's ExternalId, the deploy role's trust policy, "
+    "or whether the client was offboarded"
+)
+_SESSION_NAME_BAD_CHARS = re.compile(r"[^\w+=,.@-]")
+
+
+class AssumeRoleError(Exception):
+    """A role could not be assumed; says which role, what AWS answered and where to look."""
+
+    def __init__(self, role_arn: str, code: str, message: str, hint: str = ASSUME_ROLE_HINT):
+        self.role_arn = role_arn
+        self.code = code
+        self.message = message
+        self.hint = hint
+        super().__init__(f"cannot assume role {role_arn}: {code}: {message} ({hint})")
+
+
+class _FixedCredentialProvider(CredentialProvider):
+    """Hands botocore one ready-made credentials object instead of its default chain."""
+
+    METHOD = "vend-assume-role"
+    CANONICAL_NAME = "custom-vend-assume-role"
+
+    def __init__(self, credentials: RefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> RefreshableCredentials:
+        return self._credentials
+
+
+def safe_session_name(name: str) -> str:
+    """Make a valid RoleSessionName (2-64 chars of ``[\\w+=,.@-]``) from any label."""
+    cleaned = _SESSION_NAME_BAD_CHARS.sub("-", name)[:64]
+    return cleaned if len(cleaned) >= 2 else f"vend-{cleaned}"
+
+
+@dataclass(frozen=True)
+class AwsAccess:
+    """How to reach AWS: the endpoint override; credentials come from boto3's usual chain."""
+
+    endpoint_url: str | None = None  # explicit --endpoint-url; None = boto3's own resolution
+
+    def base_session(self) -> boto3.Session:
+        """A new session on boto3's default credential chain (env, AWS_PROFILE, SSO, ...).
+
+        New on every call so each worker thread can own one.
+        """
+        return boto3.Session()
+
+    def client(self, session: boto3.Session, service: str, region: str) -> Any:
+        """A client with adaptive retries, pointed at the explicit endpoint if one was given."""
+        config = Config(retries=dict(RETRY_CONFIG), user_agent_extra="vend")
+        kwargs: dict[str, Any] = {"region_name": region, "config": config}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        return session.client(service, **kwargs)
+
+    def assume_role(
+        self, role_arn: str, *, external_id: str | None, session_name: str, region: str
+    ) -> boto3.Session:
+        """A new session acting as ``role_arn`` whose credentials renew themselves.
+
+        The first AssumeRole runs now, so an unassumable role fails here with an
+        ``AssumeRoleError`` rather than halfway through a deploy. Later renewals
+        (botocore refreshes ahead of expiry) call AssumeRole again with the same
+        base credentials, so long waits on big stacks never run on stale keys.
+        """
+        sts = self.client(self.base_session(), "sts", region)
+        params: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": safe_session_name(session_name),
+        }
+        if external_id is not None:
+            params["ExternalId"] = external_id
+
+        def fetch() -> dict[str, Any]:
+            try:
+                creds = sts.assume_role(**params)["Credentials"]
+            except ClientError as err:
+                error = err.response.get("Error", {})
+                raise AssumeRoleError(
+                    role_arn, str(error.get("Code", "Unknown")), str(error.get("Message", err))
+                ) from err
+            except BotoCoreError as err:
+                raise AssumeRoleError(role_arn, type(err).__name__, str(err)) from err
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": creds["Expiration"].isoformat(),
+            }
+
+        credentials = RefreshableCredentials.create_from_metadata(
+            metadata=fetch(), refresh_using=fetch, method=_FixedCredentialProvider.METHOD
+        )
+        core = botocore.session.get_session()
+        core.register_component(
+            "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
+        )
+        return boto3.Session(botocore_session=core, region_name=region)

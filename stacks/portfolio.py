@@ -1,0 +1,67 @@
+"""Compose the CDK app from a validated portfolio: the MSP side, then every client."""
+
+from __future__ import annotations
+
+from aws_cdk import App, BootstraplessSynthesizer, Environment, Tags
+
+from baseline.central_logging import LogWriter
+from baseline.portfolio import Portfolio
+from baseline.spec import (
+    LOG_ARCHIVE_STACK_NAME,
+    central_logging,
+    client_baseline,
+    global_stack_name,
+    regional_stack_name,
+)
+from stacks.client import ClientGlobalStack, ClientRegionalStack
+from stacks.log_archive import LogArchiveStack
+
+CLIENT_TAG = "vend:client"
+
+
+def build_app(app: App, portfolio: Portfolio, *, only_client: str | None = None) -> None:
+    """Add the portfolio's stacks to ``app``. The MSP-side stack always covers every client,
+    because its policies must let every client write, even when one client is selected."""
+    defaults = portfolio.defaults
+    logs = central_logging(defaults)
+    writers = [
+        LogWriter(client=c.client, account_id=c.account_id, home_region=c.home_region, retention_days=c.log_retention_days)
+        for c in portfolio.clients
+    ]
+    archive = LogArchiveStack(
+        app,
+        LOG_ARCHIVE_STACK_NAME,
+        logs=logs,
+        writers=writers,
+        default_retention_days=defaults.log_archive.retention_days,
+        env=Environment(account=logs.account_id, region=logs.region),
+        synthesizer=BootstraplessSynthesizer(),
+        description="vend MSP side: central log bucket and KMS key for every client",
+    )
+    Tags.of(archive).add("vend:managed-by", "vend")
+    for client in portfolio.clients:
+        if only_client and client.client != only_client:
+            continue
+        baseline = client_baseline(client, defaults)
+        # Client accounts are never CDK-bootstrapped: no assets, no bootstrap roles.
+        global_stack = ClientGlobalStack(
+            app,
+            global_stack_name(client.client),
+            baseline=baseline,
+            logs=logs,
+            env=Environment(account=client.account_id, region=client.home_region),
+            synthesizer=BootstraplessSynthesizer(),
+            description=f"vend baseline (global) for {client.display_name}",
+        )
+        Tags.of(global_stack).add(CLIENT_TAG, client.client)
+        for regional in baseline.regional:
+            stack = ClientRegionalStack(
+                app,
+                regional_stack_name(client.client, regional.region),
+                regional=regional,
+                env=Environment(account=client.account_id, region=regional.region),
+                synthesizer=BootstraplessSynthesizer(),
+                description=f"vend baseline ({regional.region}) for {client.display_name}",
+            )
+            stack.add_stack_dependency(global_stack)
+            Tags.of(stack).add(CLIENT_TAG, client.client)
