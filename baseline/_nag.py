@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Acknowledgment, Validations
 from constructs import IConstruct
 
 
-def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
-    """Record why ``rule_id`` does not apply here; auditors read these reasons."""
-    Validations.of(construct).acknowledge(Acknowledgment(id=rule_id, reason=reason))
+def acknowledge(construct: IConstruct, rule_id: str, reason: str, findings: Sequence[str] = ()) -> None:
+    """Record why ``rule_id`` (e.g. ``AwsSolutions-IAM4``) does not apply here.
+
+    ``findings`` narrows the acknowledgment to exact findings (``Policy::arn:...``,
+    ``Resource::*``) so that a new wildcard or managed policy added later is still flagged.
+    """
+    pack = rule_id.split("-", 1)[0]
+    ids = [f"{pack}::{rule_id}[{f}]" for f in findings] or [f"{pack}::{rule_id}"]
+    Validations.of(construct).acknowledge(*(Acknowledgment(id=i, reason=reason) for i in ids))

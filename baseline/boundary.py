@@ -139,4 +139,5 @@ class PermissionBoundary(Construct):
             "AwsSolutions-IAM5",
             "A permission boundary is a ceiling, not a grant: Allow * caps nothing by itself and "
             "the explicit Deny statements are the control. The role's own policies grant access.",
+            findings=["Action::*", "Resource::*"],
         )

@@ -89,6 +89,7 @@ class ConfigRecorderRole(Construct):
             "AwsSolutions-IAM4",
             "AWS_ConfigRole is the AWS-maintained policy for Config recorders; AWS adds "
             "new resource types to it, which a hand-written copy would miss.",
+            findings=[f"Policy::{arn}" for arn in spec.managed_policy_arns],
         )
         acknowledge(
             self.role,
@@ -96,6 +97,10 @@ class ConfigRecorderRole(Construct):
             "Config writes objects with generated names under this account's own "
             "AWSLogs/<account>/Config/ prefix, and the central key's id is only known in the "
             "log-archive account: the wildcards are limited to that prefix and that account.",
+            findings=[
+                f"Resource::arn:<AWS::Partition>:s3:::{logs.bucket_name}/AWSLogs/<AWS::AccountId>/Config/*",
+                f"Resource::arn:<AWS::Partition>:kms:{logs.region}:{logs.account_id}:key/*",
+            ],
         )
 
 

@@ -101,6 +101,7 @@ class MspRole(Construct):
             "AwsSolutions-IAM4",
             "SecurityAudit and ViewOnlyAccess are the AWS-maintained read-only job-function "
             "policies; AWS keeps them current as services launch, which a copy would not.",
+            findings=[f"Policy::{arn}" for arn in spec.managed_policy_arns],
         )
         if spec.operations_policy_name:
             acknowledge(
@@ -109,4 +110,5 @@ class MspRole(Construct):
                 "The operations policy lists exact actions; resources are the client's own "
                 "instances, snapshots and alarms, unknown when the baseline is written, and the "
                 "permission boundary denies every escalation path.",
+                findings=["Resource::*"],
             )
