@@ -27,7 +27,7 @@ def main() -> int:
     flags = json.loads((Path(__file__).parent / "cdk.json").read_text())["context"]
     app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", "cdk.out"), analytics_reporting=False, context=flags)
     overrides = Path(app.node.try_get_context("overrides") or os.environ.get("VEND_OVERRIDES") or "overrides")
-    only_client = app.node.try_get_context("client")
+    only_client = app.node.try_get_context("client") or os.environ.get("VEND_CLIENT")
     portfolio, problems = load_portfolio(overrides)
     for problem in problems:
         print(problem, file=sys.stderr)

