@@ -1,0 +1,38 @@
+# The two set-up commands: `make demo` and `make test`. Both install what they need
+# (a venv at .venv with `vend`, Node.js 24 from PyPI, the CDK CLI from npm) and are safe
+# to run again: the install step reruns only when a dependency pin changes.
+
+VENV    := .venv
+BIN     := $(CURDIR)/$(VENV)/bin
+PYTHON  ?= python3
+STAMP   := $(VENV)/.installed
+export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt package.json package-lock.json
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/vend demo
+
+# pytest exits 5 when it collected no tests: that is a failure, not a pass.
+test: install
+	$(BIN)/python -m pytest -n 2 -q; code=$$?; \
+	if [ $$code -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$code
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out
