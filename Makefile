@@ -24,7 +24,7 @@ demo: install
 
 # pytest exits 5 when it collected no tests: that is a failure, not a pass.
 test: install
-	$(BIN)/python -m pytest -n 2 -q; code=$$?; \
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q; code=$$?; \
 	if [ $$code -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$code
 
 lint: install

@@ -20,8 +20,7 @@ class MonthlyBudget(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, spec: BudgetSpec) -> None:
         super().__init__(scope, construct_id)
         subscribers = [
-            budgets.CfnBudget.SubscriberProperty(subscription_type="EMAIL", address=email)
-            for email in spec.emails
+            budgets.CfnBudget.SubscriberProperty(subscription_type="EMAIL", address=email) for email in spec.emails
         ]
         self.budget = budgets.CfnBudget(
             self,

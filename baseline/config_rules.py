@@ -19,7 +19,9 @@ from constructs import Construct
 from baseline.spec import ConfigRuleSpec
 
 
-def managed_rule(scope: Construct, construct_id: str, spec: ConfigRuleSpec, recorder: CfnResource) -> config.CfnConfigRule:
+def managed_rule(
+    scope: Construct, construct_id: str, spec: ConfigRuleSpec, recorder: CfnResource
+) -> config.CfnConfigRule:
     """One AWS managed rule; it needs the recorder of its region to evaluate anything."""
     rule = config.CfnConfigRule(
         scope,

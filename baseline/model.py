@@ -202,7 +202,9 @@ class MspSettings(_Strict):
         min_length=1,
         description="aws:PrincipalArn patterns in the MSP account allowed to assume the MSP role.",
     )
-    role_name: str = Field(pattern=r"^[A-Za-z0-9_+=,.@-]{1,64}$", description="Name of the MSP access role in every client.")
+    role_name: str = Field(
+        pattern=r"^[A-Za-z0-9_+=,.@-]{1,64}$", description="Name of the MSP access role in every client."
+    )
     max_session_hours: int = Field(ge=1, le=12)
 
 

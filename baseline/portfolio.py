@@ -164,9 +164,7 @@ def _load_override(
     return doc, (None if any(p.severity == "error" for p in semantic) else override)
 
 
-def _semantic_problems(
-    doc: SourceDoc, o: ClientOverride, profiles: dict[str, Profile], path: Path
-) -> list[Problem]:
+def _semantic_problems(doc: SourceDoc, o: ClientOverride, profiles: dict[str, Profile], path: Path) -> list[Problem]:
     out: list[Problem] = []
 
     def add(p: tuple[str | int, ...], message: str) -> None:
@@ -305,9 +303,15 @@ def _did_you_mean(word: str, options: Iterable[str]) -> str:
 
 
 def _article(expected: Any) -> str:
-    names = {"string": "text", "integer": "a whole number", "number": "a number", "array": "a list", "object": "a mapping"}
+    names = {
+        "string": "text",
+        "integer": "a whole number",
+        "number": "a number",
+        "array": "a list",
+        "object": "a mapping",
+    }
     if isinstance(expected, list):
-        return " or ".join(names.get(e, e) for e in expected)
+        return " or ".join(names.get(str(e), str(e)) for e in expected)
     return names.get(expected, str(expected))
 
 

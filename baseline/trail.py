@@ -31,8 +31,6 @@ class BaselineTrail(Construct):
             s3_bucket_name=spec.bucket_name,
             kms_key_id=spec.kms_key_arn,
             event_selectors=[
-                cloudtrail.CfnTrail.EventSelectorProperty(
-                    read_write_type="All", include_management_events=True
-                )
+                cloudtrail.CfnTrail.EventSelectorProperty(read_write_type="All", include_management_events=True)
             ],
         )

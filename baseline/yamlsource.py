@@ -128,8 +128,5 @@ def _trap(node: yaml.ScalarNode, value: Any) -> str | None:
             f'write "{text}" in quotes if you mean the text, or true/false if you mean a boolean'
         )
     if isinstance(value, int | float) and not isinstance(value, bool) and _OCTAL_OR_SEXAGESIMAL.match(text):
-        return (
-            f"unquoted {text} is read by YAML as the number {value}, not as written; "
-            f'put it in quotes: "{text}"'
-        )
+        return f'unquoted {text} is read by YAML as the number {value}, not as written; put it in quotes: "{text}"'
     return None

@@ -96,7 +96,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         print(f"{'client':<20} {'account':<13} {'home':<15} {'engagement':<11} regions")
         for r in rows:
-            print(f"{r['client']:<20} {r['account_id']:<13} {r['home_region']:<15} {r['engagement']:<11} {','.join(r['regions'])}")
+            regions = ",".join(r["regions"])
+            print(f"{r['client']:<20} {r['account_id']:<13} {r['home_region']:<15} {r['engagement']:<11} {regions}")
     return EXIT_OK
 
 
@@ -186,7 +187,9 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     c = portfolio.client(args.client)
     access = _access(args)
-    session = access.assume_role(c.deploy_role_arn, external_id=c.external_id, session_name=f"vend-{c.client}", region=c.home_region)
+    session = access.assume_role(
+        c.deploy_role_arn, external_id=c.external_id, session_name=f"vend-{c.client}", region=c.home_region
+    )
     creds = session.get_credentials().get_frozen_credentials()
     print(f"export AWS_ACCESS_KEY_ID={creds.access_key}")
     print(f"export AWS_SECRET_ACCESS_KEY={creds.secret_key}")

@@ -121,7 +121,9 @@ class _Ctx:
         except ClientError as exc:
             err = exc.response.get("Error", {})
             code = err.get("Code", "")
-            status: Status = "NOT_CHECKED" if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation") else "ERROR"
+            status: Status = (
+                "NOT_CHECKED" if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation") else "ERROR"
+            )
             self.record(region, control, status, detail=f"{code}: {err.get('Message', '')}")
         except (BotoCoreError, KeyError, ValueError, TypeError) as exc:
             self.record(region, control, "ERROR", detail=f"{type(exc).__name__}: {exc}")
@@ -168,13 +170,17 @@ def check_msp_role(ctx: _Ctx) -> None:
         role = iam.get_role(RoleName=spec.role_name)["Role"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "NoSuchEntity":
-            ctx.record(GLOBAL, "msp-role", "MISSING", {"role": spec.role_name}, None, f"role {spec.role_name} not found")
+            ctx.record(
+                GLOBAL, "msp-role", "MISSING", {"role": spec.role_name}, None, f"role {spec.role_name} not found"
+            )
             return
         raise
     trust = role.get("AssumeRolePolicyDocument", {})
     if isinstance(trust, str):
         trust = json.loads(trust)
-    principals, external_ids, patterns = set(), set(), set()
+    principals: set[str] = set()
+    external_ids: set[str] = set()
+    patterns: set[str] = set()
     for st in trust.get("Statement", []):
         if st.get("Effect") != "Allow":
             continue
@@ -303,7 +309,12 @@ def check_delivery(ctx: _Ctx, reg: RegionalBaseline) -> None:
     ours = [c for c in channels if c["name"] == reg.delivery_channel.name]
     if not ours:
         ctx.record(
-            reg.region, "config-delivery", "MISSING", {"name": reg.delivery_channel.name}, None, "delivery channel not found"
+            reg.region,
+            "config-delivery",
+            "MISSING",
+            {"name": reg.delivery_channel.name},
+            None,
+            "delivery channel not found",
         )
         return
     expected = {"s3BucketName": reg.delivery_channel.bucket_name, "s3KeyPrefix": None}
@@ -387,7 +398,14 @@ def check_client(access: AwsAccess, baseline: ClientBaseline, key_arns: frozense
         )
     except AssumeRoleError as exc:
         return [
-            Finding(c.client, c.account_id, region, control, "NOT_CHECKED", detail=f"could not assume the deploy role: {exc}")
+            Finding(
+                c.client,
+                c.account_id,
+                region,
+                control,
+                "NOT_CHECKED",
+                detail=f"could not assume the deploy role: {exc}",
+            )
             for region, control in [(GLOBAL, k) for k in CONTROLS_GLOBAL]
             + [(r, k) for r in c.regions for k in CONTROLS_REGIONAL]
         ]
@@ -412,7 +430,9 @@ def central_key_arns(access: AwsAccess, defaults: MspDefaults) -> frozenset[str]
     la = defaults.log_archive
     try:
         session = (
-            access.assume_role(la.deploy_role_arn, external_id=la.external_id, session_name="vend-drift", region=la.region)
+            access.assume_role(
+                la.deploy_role_arn, external_id=la.external_id, session_name="vend-drift", region=la.region
+            )
             if la.deploy_role_arn
             else access.base_session()
         )

@@ -40,8 +40,7 @@ def synthesize(
         [sys.executable, str(APP)],
         cwd=REPO_ROOT,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         check=False,
     )

@@ -25,7 +25,9 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | None = None)
     defaults = portfolio.defaults
     logs = central_logging(defaults)
     writers = [
-        LogWriter(client=c.client, account_id=c.account_id, home_region=c.home_region, retention_days=c.log_retention_days)
+        LogWriter(
+            client=c.client, account_id=c.account_id, home_region=c.home_region, retention_days=c.log_retention_days
+        )
         for c in portfolio.clients
     ]
     archive = LogArchiveStack(

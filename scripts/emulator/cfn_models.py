@@ -8,8 +8,8 @@ backend that the ordinary boto3 APIs read, in the stack's account and region:
 - ``AWS::CloudTrail::Trail``, ``AWS::S3::BucketPolicy``,
   ``AWS::Config::ConfigurationRecorder`` / ``DeliveryChannel`` / ``ConfigRule``,
   ``AWS::GuardDuty::Detector``, ``AWS::Budgets::Budget``: new handlers.
-- ``AWS::IAM::Role``, ``AWS::IAM::ManagedPolicy``: replace moto's handlers, which ignore
-  ``ManagedPolicyArns`` and most updates.
+- ``AWS::IAM::Role``, ``AWS::IAM::ManagedPolicy``, ``AWS::KMS::Key``: replace moto's
+  handlers, which ignore ``ManagedPolicyArns``, fail on key tags, and lose most updates.
 
 moto finds handlers through ``CloudFormationModel.__subclasses__()`` (direct subclasses
 only, cached): every class below names ``CloudFormationModel`` as a direct base, and
@@ -60,6 +60,7 @@ from moto.iam.models import (
     iam_backends,
 )
 from moto.iam.policy_validation import IAMPolicyDocumentValidator
+from moto.kms.models import Key, kms_backends
 from moto.moto_api._internal import mock_random
 from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
@@ -90,6 +91,11 @@ def _handler(resource_type: str, name: str) -> Iterator[None]:
         yield
     except (CloudFormationError, UnformattedGetAttTemplateException):
         raise
+    except KeyError as exc:
+        raise ResourceHandlerError(
+            f"Properties validation failed for resource {name} with message: "
+            f"#: required key [{exc.args[0]}] not found [{resource_type}]"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - any backend error fails the resource
         code = getattr(exc, "error_type", None) or getattr(exc, "code", None)
         message = getattr(exc, "message", None) or str(exc)
@@ -179,11 +185,6 @@ def _create_only_changed(old: dict[str, Any], new: dict[str, Any], keys: Iterabl
     return any(old.get(k) != new.get(k) for k in keys)
 
 
-def _name_for_update(original_name: str, props: dict[str, Any], name_key: str) -> str:
-    """In-place updates keep the physical name (moto proposes a fresh random one)."""
-    return str(props.get(name_key) or original_name)
-
-
 class _Handler:
     """State every emulated resource keeps: where it lives and what was last applied.
 
@@ -258,8 +259,7 @@ class CloudTrailTrail(_Handler, CloudFormationModel):
         with _handler(cls.cloudformation_type(), resource_name):
             if resource_name in backend.trails:
                 raise ResourceHandlerError(
-                    f"Resource of type '{cls.cloudformation_type()}' with identifier "
-                    f"'{resource_name}' already exists."
+                    f"Resource of type '{cls.cloudformation_type()}' with identifier '{resource_name}' already exists."
                 )
             backend.create_trail(
                 resource_name,
@@ -305,12 +305,8 @@ class CloudTrailTrail(_Handler, CloudFormationModel):
         props = _props(cloudformation_json)
         old = original_resource
         if _create_only_changed(old.properties, props, ["TrailName"]):
-            name = _replacement_name(
-                cls.cloudformation_type(), old.name, props, "TrailName", new_resource_name
-            )
-            replacement = cls.create_from_cloudformation_json(
-                name, cloudformation_json, account_id, region_name
-            )
+            name = _replacement_name(cls.cloudformation_type(), old.name, props, "TrailName", new_resource_name)
+            replacement = cls.create_from_cloudformation_json(name, cloudformation_json, account_id, region_name)
             cls.delete_from_cloudformation_json(old.name, {}, account_id, region_name)
             return replacement
         with _handler(cls.cloudformation_type(), old.name):
@@ -322,9 +318,7 @@ class CloudTrailTrail(_Handler, CloudFormationModel):
             trail.s3_key_prefix = props.get("S3KeyPrefix")  # type: ignore[assignment]
             trail.sns_topic_name = props.get("SnsTopicName")  # type: ignore[assignment]
             trail.check_topic_exists()
-            trail.include_global_service_events = _as_bool(
-                props.get("IncludeGlobalServiceEvents"), True
-            )
+            trail.include_global_service_events = _as_bool(props.get("IncludeGlobalServiceEvents"), True)
             trail.is_multi_region = _as_bool(props.get("IsMultiRegionTrail"), False)
             trail.log_validation = _as_bool(props.get("EnableLogFileValidation"), False)
             trail.is_org_trail = _as_bool(props.get("IsOrganizationTrail"), False)
@@ -385,7 +379,7 @@ class S3BucketPolicy(_Handler, CloudFormationModel):
         **kwargs: Any,
     ) -> S3BucketPolicy:
         props = _props(cloudformation_json)
-        bucket = str(props["Bucket"])
+        bucket = str(props.get("Bucket", ""))
         with _handler(cls.cloudformation_type(), bucket):
             s3_backends[account_id][get_partition(region_name)].put_bucket_policy(
                 bucket, _as_json_text(props["PolicyDocument"]).encode("utf-8")
@@ -451,8 +445,7 @@ class ConfigConfigurationRecorder(_Handler, CloudFormationModel):
         super().__init__(name, account_id, region_name, props)
         suffix = mock_random.get_random_string(length=16, lower_case=True)
         self.resource_arn = (
-            f"arn:{self.partition}:config:{region_name}:{account_id}:"
-            f"configuration-recorder/{name}/{suffix}"
+            f"arn:{self.partition}:config:{region_name}:{account_id}:configuration-recorder/{name}/{suffix}"
         )
 
     @staticmethod
@@ -493,8 +486,7 @@ class ConfigConfigurationRecorder(_Handler, CloudFormationModel):
         with _handler(cls.cloudformation_type(), resource_name):
             if resource_name in backend.recorders:
                 raise ResourceHandlerError(
-                    f"Resource of type '{cls.cloudformation_type()}' with identifier "
-                    f"'{resource_name}' already exists."
+                    f"Resource of type '{cls.cloudformation_type()}' with identifier '{resource_name}' already exists."
                 )
             backend.put_configuration_recorder(cls._api_recorder(resource_name, props))
             recorder = backend.recorders[resource_name]
@@ -517,19 +509,13 @@ class ConfigConfigurationRecorder(_Handler, CloudFormationModel):
         props = _props(cloudformation_json)
         old = original_resource
         if _create_only_changed(old.properties, props, ["Name"]):
-            name = _replacement_name(
-                cls.cloudformation_type(), old.name, props, "Name", new_resource_name
-            )
-            replacement = cls.create_from_cloudformation_json(
-                name, cloudformation_json, account_id, region_name
-            )
+            name = _replacement_name(cls.cloudformation_type(), old.name, props, "Name", new_resource_name)
+            replacement = cls.create_from_cloudformation_json(name, cloudformation_json, account_id, region_name)
             cls.delete_from_cloudformation_json(old.name, {}, account_id, region_name)
             return replacement
         with _handler(cls.cloudformation_type(), old.name):
             # put_configuration_recorder with the same name keeps the recording status.
-            _config(account_id, region_name).put_configuration_recorder(
-                cls._api_recorder(old.name, props)
-            )
+            _config(account_id, region_name).put_configuration_recorder(cls._api_recorder(old.name, props))
         old.properties = props
         return old
 
@@ -585,8 +571,7 @@ class ConfigDeliveryChannel(_Handler, CloudFormationModel):
         with _handler(cls.cloudformation_type(), resource_name):
             if resource_name in backend.delivery_channels:
                 raise ResourceHandlerError(
-                    f"Resource of type '{cls.cloudformation_type()}' with identifier "
-                    f"'{resource_name}' already exists."
+                    f"Resource of type '{cls.cloudformation_type()}' with identifier '{resource_name}' already exists."
                 )
             backend.put_delivery_channel(cls._api_channel(resource_name, props))
             _start_recorders(backend)
@@ -604,12 +589,8 @@ class ConfigDeliveryChannel(_Handler, CloudFormationModel):
         props = _props(cloudformation_json)
         old = original_resource
         if _create_only_changed(old.properties, props, ["Name"]):
-            name = _replacement_name(
-                cls.cloudformation_type(), old.name, props, "Name", new_resource_name
-            )
-            replacement = cls.create_from_cloudformation_json(
-                name, cloudformation_json, account_id, region_name
-            )
+            name = _replacement_name(cls.cloudformation_type(), old.name, props, "Name", new_resource_name)
+            replacement = cls.create_from_cloudformation_json(name, cloudformation_json, account_id, region_name)
             cls.delete_from_cloudformation_json(old.name, {}, account_id, region_name)
             return replacement
         with _handler(cls.cloudformation_type(), old.name):
@@ -663,9 +644,7 @@ class ConfigConfigRule(_Handler, CloudFormationModel):
     def _api_rule(name: str, props: dict[str, Any]) -> dict[str, Any]:
         source = props.get("Source") or {}
         # moto models Owner/SourceIdentifier/SourceDetails only.
-        api_source = {
-            k: source[k] for k in ("Owner", "SourceIdentifier", "SourceDetails") if k in source
-        }
+        api_source = {k: source[k] for k in ("Owner", "SourceIdentifier", "SourceDetails") if k in source}
         rule: dict[str, Any] = {"ConfigRuleName": name, "Source": api_source}
         for key in ("Description", "Scope", "MaximumExecutionFrequency", "EvaluationModes"):
             if props.get(key) is not None:
@@ -688,8 +667,7 @@ class ConfigConfigRule(_Handler, CloudFormationModel):
         with _handler(cls.cloudformation_type(), resource_name):
             if resource_name in backend.config_rules:
                 raise ResourceHandlerError(
-                    f"Resource of type '{cls.cloudformation_type()}' with identifier "
-                    f"'{resource_name}' already exists."
+                    f"Resource of type '{cls.cloudformation_type()}' with identifier '{resource_name}' already exists."
                 )
             backend.put_config_rule(cls._api_rule(resource_name, props))
         return cls(resource_name, account_id, region_name, props)
@@ -706,12 +684,8 @@ class ConfigConfigRule(_Handler, CloudFormationModel):
         props = _props(cloudformation_json)
         old = original_resource
         if _create_only_changed(old.properties, props, ["ConfigRuleName"]):
-            name = _replacement_name(
-                cls.cloudformation_type(), old.name, props, "ConfigRuleName", new_resource_name
-            )
-            replacement = cls.create_from_cloudformation_json(
-                name, cloudformation_json, account_id, region_name
-            )
+            name = _replacement_name(cls.cloudformation_type(), old.name, props, "ConfigRuleName", new_resource_name)
+            replacement = cls.create_from_cloudformation_json(name, cloudformation_json, account_id, region_name)
             cls.delete_from_cloudformation_json(old.name, {}, account_id, region_name)
             return replacement
         with _handler(cls.cloudformation_type(), old.name):
@@ -858,8 +832,7 @@ def _api_budget(name: str, data: dict[str, Any]) -> dict[str, Any]:
     if "PlannedBudgetLimits" in data:
         planned = _as_json_object(data["PlannedBudgetLimits"])
         budget["PlannedBudgetLimits"] = {
-            period: {"Amount": _amount(spend["Amount"]), "Unit": spend["Unit"]}
-            for period, spend in planned.items()
+            period: {"Amount": _amount(spend["Amount"]), "Unit": spend["Unit"]} for period, spend in planned.items()
         }
     return budget
 
@@ -912,7 +885,7 @@ class BudgetsBudget(_Handler, CloudFormationModel):
         **kwargs: Any,
     ) -> BudgetsBudget:
         props = _props(cloudformation_json)
-        name = str(props["Budget"].get("BudgetName") or resource_name)
+        name = str((props.get("Budget") or {}).get("BudgetName") or resource_name)
         with _handler(cls.cloudformation_type(), name):
             budgets_backends[account_id][get_partition(region_name)].create_budget(
                 account_id=account_id,
@@ -1057,9 +1030,7 @@ class IamRole(Role, CloudFormationModel):
                 max_session_duration=str(props.get("MaxSessionDuration", 3600)),
             )
             for policy in props.get("Policies") or []:
-                backend.put_role_policy(
-                    role.name, policy["PolicyName"], _as_json_text(policy["PolicyDocument"])
-                )
+                backend.put_role_policy(role.name, policy["PolicyName"], _as_json_text(policy["PolicyDocument"]))
             for policy_arn in props.get("ManagedPolicyArns") or []:
                 _attach(backend, role.name, policy_arn)
         setattr(role, cls._STATE, props)
@@ -1078,19 +1049,13 @@ class IamRole(Role, CloudFormationModel):
         role = original_resource
         old: dict[str, Any] = getattr(role, cls._STATE, {})
         if _create_only_changed(old, props, ["RoleName", "Path"]):
-            name = _replacement_name(
-                cls.cloudformation_type(), role.name, props, "RoleName", new_resource_name
-            )
-            replacement = cls.create_from_cloudformation_json(
-                name, cloudformation_json, account_id, region_name
-            )
+            name = _replacement_name(cls.cloudformation_type(), role.name, props, "RoleName", new_resource_name)
+            replacement = cls.create_from_cloudformation_json(name, cloudformation_json, account_id, region_name)
             cls.delete_from_cloudformation_json(role.name, {}, account_id, region_name)
             return replacement
         backend = _iam(account_id, region_name)
         with _handler(cls.cloudformation_type(), role.name):
-            backend.update_assume_role_policy(
-                role.name, _as_json_text(props["AssumeRolePolicyDocument"])
-            )
+            backend.update_assume_role_policy(role.name, _as_json_text(props["AssumeRolePolicyDocument"]))
             if props.get("PermissionsBoundary"):
                 backend.put_role_permissions_boundary(role.name, props["PermissionsBoundary"])
             elif role.permissions_boundary_arn:
@@ -1111,9 +1076,7 @@ class IamRole(Role, CloudFormationModel):
             for policy_arn in new_arns:
                 if policy_arn not in role.managed_policies:
                     _attach(backend, role.name, policy_arn)
-            new_policies = {
-                p["PolicyName"]: p["PolicyDocument"] for p in props.get("Policies") or []
-            }
+            new_policies = {p["PolicyName"]: p["PolicyDocument"] for p in props.get("Policies") or []}
             for policy_name in [p["PolicyName"] for p in old.get("Policies") or []]:
                 if policy_name not in new_policies and policy_name in role.policies:
                     backend.delete_role_policy(role.name, policy_name)
@@ -1137,14 +1100,16 @@ class IamRole(Role, CloudFormationModel):
         role = next((r for r in backend.get_roles() if r.name == resource_name), None)
         if role is None:
             return
-        for policy_arn in list(role.managed_policies):
-            backend.detach_role_policy(policy_arn, resource_name)
-        for policy_name in list(role.policies):
-            backend.delete_role_policy(resource_name, policy_name)
-        for profile in backend.instance_profiles.values():
-            profile.roles = [r for r in profile.roles if r.name != resource_name]
-        for inline in backend.inline_policies.values():
-            inline.role_names = [n for n in inline.role_names if n != resource_name]
+        # Remove what this resource declared; anything attached from elsewhere makes
+        # DeleteRole fail (DeleteConflict) as in IAM, and moto's delete loop retries once
+        # the other stack resources (AWS::IAM::Policy, ManagedPolicy Roles) are gone.
+        props: dict[str, Any] = getattr(role, cls._STATE, {})
+        for policy_arn in props.get("ManagedPolicyArns") or []:
+            if policy_arn in role.managed_policies:
+                backend.detach_role_policy(policy_arn, resource_name)
+        for policy in props.get("Policies") or []:
+            if policy["PolicyName"] in role.policies:
+                backend.delete_role_policy(resource_name, policy["PolicyName"])
         backend.delete_role(resource_name)
 
 
@@ -1222,8 +1187,8 @@ class IamManagedPolicy(ManagedPolicy, CloudFormationModel):
         props = _props(cloudformation_json)
         backend = _iam(account_id, region_name)
         name = str(props.get("ManagedPolicyName") or resource_name)
-        document = _as_json_text(props["PolicyDocument"])
         with _handler(cls.cloudformation_type(), name):
+            document = _as_json_text(props["PolicyDocument"])
             IAMPolicyDocumentValidator(document).validate()
             policy = cls(
                 name,
@@ -1234,9 +1199,7 @@ class IamManagedPolicy(ManagedPolicy, CloudFormationModel):
                 path=props.get("Path"),
             )
             if policy.arn in backend.managed_policies:
-                raise ResourceHandlerError(
-                    f"A policy called {name} already exists. Duplicate names are not allowed."
-                )
+                raise ResourceHandlerError(f"A policy called {name} already exists. Duplicate names are not allowed.")
             backend.managed_policies[policy.arn] = policy
             policy._sync_attachments({}, props)
         policy.properties = props
@@ -1262,23 +1225,17 @@ class IamManagedPolicy(ManagedPolicy, CloudFormationModel):
                 "ManagedPolicyName",
                 new_resource_name,
             )
-            replacement = cls.create_from_cloudformation_json(
-                name, cloudformation_json, account_id, region_name
-            )
+            replacement = cls.create_from_cloudformation_json(name, cloudformation_json, account_id, region_name)
             cls.delete_from_cloudformation_json(policy.arn, {}, account_id, region_name)
             return replacement
         backend = _iam(account_id, region_name)
         with _handler(cls.cloudformation_type(), policy.name):
-            if _as_json_object(old.get("PolicyDocument")) != _as_json_object(
-                props["PolicyDocument"]
-            ):
+            if _as_json_object(old.get("PolicyDocument")) != _as_json_object(props["PolicyDocument"]):
                 # Like CloudFormation: a new default version; the oldest goes at the limit.
                 if len(policy.versions) >= 5:
                     oldest = next(v for v in policy.versions if not v.is_default)
                     backend.delete_policy_version(policy.arn, oldest.version_id)
-                backend.create_policy_version(
-                    policy.arn, _as_json_text(props["PolicyDocument"]), set_as_default=True
-                )
+                backend.create_policy_version(policy.arn, _as_json_text(props["PolicyDocument"]), set_as_default=True)
             policy._sync_attachments(old, props)
         policy.properties = props
         return policy
@@ -1305,6 +1262,94 @@ class IamManagedPolicy(ManagedPolicy, CloudFormationModel):
             if resource_name in group.managed_policies:
                 backend.detach_group_policy(resource_name, group.name)
         backend.delete_policy(resource_name)
+
+
+# ---------------------------------------------------------------------------------------
+# AWS::KMS::Key
+#
+# Replaces moto's handler, which fails on any Tags (it expects KMS's TagKey/TagValue, not
+# CloudFormation's Key/Value), stores the key policy as an object, and has no update: the
+# central key's policy changes with every client added to the portfolio.
+# ---------------------------------------------------------------------------------------
+
+
+def _kms_tags(props: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in _tag_list(props)]
+
+
+class KmsKey(Key, CloudFormationModel):
+    """``AWS::KMS::Key`` with Tags and in-place updates of policy, rotation, state, tags."""
+
+    _STATE = "_vend_cfn_properties"
+    _REPLACING = ("KeySpec", "KeyUsage", "MultiRegion", "Origin")
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::KMS::Key"
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Key:
+        props = _props(cloudformation_json)
+        backend = kms_backends[account_id][region_name]
+        with _handler(cls.cloudformation_type(), resource_name):
+            key = backend.create_key(
+                policy=_as_json_text(props["KeyPolicy"]),
+                key_usage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+                key_spec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+                description=props.get("Description", ""),
+                tags=_kms_tags(props),
+                multi_region=_as_bool(props.get("MultiRegion"), False),
+            )
+            cls._apply_state(key, props)
+        setattr(key, cls._STATE, props)
+        return key
+
+    @staticmethod
+    def _apply_state(key: Key, props: dict[str, Any]) -> None:
+        key.key_rotation_status = _as_bool(props.get("EnableKeyRotation"), False)
+        enabled = _as_bool(props.get("Enabled"), True)
+        key.enabled = enabled
+        key.key_state = "Enabled" if enabled else "Disabled"
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        original_resource: Key,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Key:
+        props = _props(cloudformation_json)
+        key = original_resource
+        old: dict[str, Any] = getattr(key, cls._STATE, {})
+        backend = kms_backends[account_id][region_name]
+        if _create_only_changed(old, props, cls._REPLACING):
+            replacement = cls.create_from_cloudformation_json(
+                new_resource_name, cloudformation_json, account_id, region_name
+            )
+            key.delete(account_id, region_name)
+            return replacement
+        with _handler(cls.cloudformation_type(), key.id):
+            backend.put_key_policy(key.id, _as_json_text(props["KeyPolicy"]))
+            backend.update_key_description(key.id, props.get("Description", ""))
+            cls._apply_state(key, props)
+            backend.tagger.delete_all_tags_for_resource(key.id)
+            if props.get("Tags"):
+                backend.tagger.tag_resource(key.id, _kms_tags(props))
+        setattr(key, cls._STATE, props)
+        return key
 
 
 # ---------------------------------------------------------------------------------------
@@ -1344,8 +1389,15 @@ def _build_resource_diff(
 
 
 def _change_set_apply(self: cfn_engine_models.ChangeSet) -> None:
-    _ORIGINALS["apply"](self)
     stack = self.stack
+    try:
+        _ORIGINALS["apply"](self)
+    except Exception as exc:
+        # No rollback here: what was created stays, as with --disable-rollback, and the
+        # stack says so instead of staying REVIEW_IN_PROGRESS / *_COMPLETE.
+        stack.status = f"{self.change_set_type}_FAILED"
+        stack._add_stack_event(stack.status, resource_status_reason=str(exc))
+        raise
     stack.template = self.template
     stack._parse_template()
     stack.description = stack.template_dict.get("Description")
@@ -1386,9 +1438,7 @@ def _describe_subscribers_for_notification(self: BudgetsResponse) -> str:
     for notification in budget.notifications:
         if _same_notification(notification.details, asked):
             return json.dumps({"Subscribers": notification.subscribers})
-    raise BudgetNotFound(
-        f"Unable to get notification for budget: {budget_name} - the notification doesn't exist."
-    )
+    raise BudgetNotFound(f"Unable to get notification for budget: {budget_name} - the notification doesn't exist.")
 
 
 def install_engine_patches() -> None:
@@ -1399,6 +1449,9 @@ def install_engine_patches() -> None:
       fails. New resources are now created in dependency order.
     - After executing a change set the stack keeps the outputs (none, for a new stack),
       parameters and exports of before. They are refreshed as ``update_stack`` would.
+      A failing execution leaves the stack ``CREATE_FAILED`` / ``UPDATE_FAILED`` (what
+      CloudFormation shows with rollback disabled), not ``REVIEW_IN_PROGRESS`` or the
+      previous ``*_COMPLETE``; the API call itself still fails with the reason.
     - A resource whose ``Condition`` is false is listed by ``list_stack_resources`` as an
       empty entry. It is left out, as in CloudFormation.
     - Budgets ``DescribeSubscribersForNotification`` is missing; it is added, so that the
@@ -1442,5 +1495,6 @@ HANDLERS: dict[str, type[CloudFormationModel]] = {
         BudgetsBudget,
         IamRole,
         IamManagedPolicy,
+        KmsKey,
     )
 }

@@ -15,10 +15,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 # fixture dir -> (line, path, words the message must contain)
 BAD = {
-    "unquoted-octal-account": (3, "account_id", 'read by YAML as the number 1402433619, not as written; put it in quotes: "012345670123"'),
+    "unquoted-octal-account": (
+        3,
+        "account_id",
+        'read by YAML as the number 1402433619, not as written; put it in quotes: "012345670123"',
+    ),
     "unquoted-account": (3, "account_id", 'read by YAML as a number; put it in quotes: "111122223333"'),
     "no-as-string": (2, "display_name", 'unquoted no is read by YAML as the boolean false; write "no" in quotes'),
-    "off-as-string": (9, "access.external_id", 'unquoted off is read by YAML as the boolean false'),
+    "off-as-string": (9, "access.external_id", "unquoted off is read by YAML as the boolean false"),
     "unknown-region": (5, "regions[1]", "unknown region us-west-9 (did you mean 'us-west-2'?)"),
     "too-many-tags": (16, "tags.required", "takes 1 to 6 tag keys"),
     "external-id-spaces": (9, "access.external_id", "(no spaces)"),
@@ -26,7 +30,11 @@ BAD = {
     "bad-engagement": (6, "engagement", "'manged' is not one of: monitoring, managed (did you mean 'managed'?)"),
     "client-not-filename": (1, "client", "must equal the file name"),
     "home-not-in-regions": (4, "home_region", "eu-west-1 must also be listed in regions"),
-    "role-other-account": (8, "access.deploy_role_arn", "role is in account 999988887777 but account_id is 111122223333"),
+    "role-other-account": (
+        8,
+        "access.deploy_role_arn",
+        "role is in account 999988887777 but account_id is 111122223333",
+    ),
     "unknown-profile": (10, "profiles[0]", "unknown profile 'hipa' (known: hipaa, pci) (did you mean 'hipaa'?)"),
     "missing-budget": (1, "(document)", "missing required key 'budget'"),
     "bad-email": (14, "budget.notify[0]", "must be an e-mail address"),
@@ -61,7 +69,11 @@ def test_bad_file_reports_file_line_path_and_fix(case: str, capsys: pytest.Captu
 
 def test_all_errors_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
     text = (FIXTURES / "good" / "acme-health.yaml").read_text()
-    text = text.replace('"111122223333"', "012345670123").replace("managed", "manged").replace("[hipaa]", "[hipaa]\nfoo: 1")
+    text = (
+        text.replace('"111122223333"', "012345670123")
+        .replace("managed", "manged")
+        .replace("[hipaa]", "[hipaa]\nfoo: 1")
+    )
     (tmp_path / "acme-health.yaml").write_text(text)
     portfolio, problems = load_portfolio(tmp_path)
     assert portfolio is None

@@ -401,6 +401,52 @@ def test_throttled_calls_are_retried_not_failed(access: AwsAccess, tmp_path: Pat
     assert "busy-q" in queue_names(access, ACME)
 
 
+def test_polls_outlast_throttling_beyond_botocore_retries(
+    access: AwsAccess, tmp_path: Path
+) -> None:
+    """Even once botocore gives up, a throttled poll is polled again, not a failed deploy."""
+    answered: list[str] = []
+
+    def throttled_thrice(**_: Any) -> Any:
+        answered.append("poll")
+        if len(answered) <= 3:
+            return error_response("Throttling", "Rate exceeded")
+        return None
+
+    hooked = HookedAccess(
+        endpoint_url=access.endpoint_url,
+        hooks=(("before-call.cloudformation.DescribeChangeSet", throttled_thrice),),
+    )
+    result = deploy_one(hooked, make_stack(tmp_path, "Polled", {"Q": queue("polled-q")}))
+
+    assert result.outcome == "CREATED", result.detail
+    assert len(answered) == 4
+
+
+def test_execution_that_never_settles_times_out(access: AwsAccess, tmp_path: Path) -> None:
+    executed: list[bool] = []
+
+    def note_execute(**_: Any) -> None:
+        executed.append(True)
+
+    def still_running(parsed: dict[str, Any], **_: Any) -> None:
+        if executed:
+            parsed["Stacks"][0]["StackStatus"] = "CREATE_IN_PROGRESS"
+
+    hooked = HookedAccess(
+        endpoint_url=access.endpoint_url,
+        hooks=(
+            ("before-call.cloudformation.ExecuteChangeSet", note_execute),
+            ("after-call.cloudformation.DescribeStacks", still_running),
+        ),
+    )
+    stack = make_stack(tmp_path, "Slow", {"Q": queue("slow-q")})
+    result = deploy_one(hooked, stack, timeout_s=0.3)
+
+    assert result.outcome == "FAILED"
+    assert "timed out" in result.detail and "CREATE_IN_PROGRESS" in result.detail
+
+
 # --------------------------------------------------------------------------- deploy_targets
 
 

@@ -65,9 +65,7 @@ def test_recorder_records_global_types_only_in_home_region(templates: dict[str, 
             "AWS::Config::ConfigurationRecorder",
             {"RecordingGroup": {"AllSupported": True, "IncludeGlobalResourceTypes": global_types}},
         )
-        t.has_resource_properties(
-            "AWS::Config::DeliveryChannel", {"S3BucketName": "vend-logs-210987654321-us-east-1"}
-        )
+        t.has_resource_properties("AWS::Config::DeliveryChannel", {"S3BucketName": "vend-logs-210987654321-us-east-1"})
 
 
 def test_rules_standard_set_profiles_and_home_only_rules(templates: dict[str, Template]) -> None:
@@ -126,7 +124,9 @@ def test_msp_role_trusts_only_msp_principals_with_external_id(templates: dict[st
                         "Action": "sts:AssumeRole",
                         "Condition": {
                             "StringEquals": {"sts:ExternalId": "brightmart-9c27aa"},
-                            "ArnLike": {"aws:PrincipalArn": Match.array_with(["arn:aws:iam::123456789012:role/VendAutomation"])},
+                            "ArnLike": {
+                                "aws:PrincipalArn": Match.array_with(["arn:aws:iam::123456789012:role/VendAutomation"])
+                            },
                         },
                     }
                 ]
@@ -136,8 +136,12 @@ def test_msp_role_trusts_only_msp_principals_with_external_id(templates: dict[st
 
 
 def test_engagement_sets_permissions_and_never_admin(templates: dict[str, Template]) -> None:
-    monitoring = templates["vend-brightmart-global"].find_resources("AWS::IAM::Role", {"Properties": {"RoleName": "VendMspAccess"}})
-    managed = templates["vend-ledgerly-global"].find_resources("AWS::IAM::Role", {"Properties": {"RoleName": "VendMspAccess"}})
+    monitoring = templates["vend-brightmart-global"].find_resources(
+        "AWS::IAM::Role", {"Properties": {"RoleName": "VendMspAccess"}}
+    )
+    managed = templates["vend-ledgerly-global"].find_resources(
+        "AWS::IAM::Role", {"Properties": {"RoleName": "VendMspAccess"}}
+    )
     (mon,) = monitoring.values()
     (man,) = managed.values()
     assert set(mon["Properties"]["ManagedPolicyArns"]) == {

@@ -44,7 +44,13 @@ def test_central_bucket_is_encrypted_versioned_private_logged_and_retained(templ
                 "BucketName": "vend-logs-210987654321-us-east-1",
                 "BucketEncryption": {
                     "ServerSideEncryptionConfiguration": [
-                        {"BucketKeyEnabled": True, "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": Match.any_value()}}
+                        {
+                            "BucketKeyEnabled": True,
+                            "ServerSideEncryptionByDefault": {
+                                "SSEAlgorithm": "aws:kms",
+                                "KMSMasterKeyID": Match.any_value(),
+                            },
+                        }
                     ]
                 },
                 "VersioningConfiguration": {"Status": "Enabled"},
@@ -63,7 +69,9 @@ def test_central_bucket_is_encrypted_versioned_private_logged_and_retained(templ
 
 
 def test_each_client_has_a_retention_rule_from_its_profiles(template: Template) -> None:
-    (bucket,) = template.find_resources("AWS::S3::Bucket", {"Properties": {"BucketName": "vend-logs-210987654321-us-east-1"}}).values()
+    (bucket,) = template.find_resources(
+        "AWS::S3::Bucket", {"Properties": {"BucketName": "vend-logs-210987654321-us-east-1"}}
+    ).values()
     rules = {r["Id"]: r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
     assert rules["retain-acme-health"]["ExpirationInDays"] == 2190  # hipaa: 6 years
     assert rules["retain-acme-health"]["Prefix"] == "AWSLogs/111122223333/"
@@ -75,7 +83,10 @@ def test_bucket_policy_lets_each_client_write_only_its_own_prefix(template: Temp
     trail = statements["CloudTrailWrite111122223333"]
     assert trail["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
     assert json.dumps(trail["Resource"]).count("AWSLogs/111122223333/*") == 1
-    assert trail["Condition"]["StringEquals"]["aws:SourceArn"] == "arn:aws:cloudtrail:us-east-1:111122223333:trail/vend-baseline"
+    assert (
+        trail["Condition"]["StringEquals"]["aws:SourceArn"]
+        == "arn:aws:cloudtrail:us-east-1:111122223333:trail/vend-baseline"
+    )
     config = statements["ConfigWrite444455556666"]
     assert "AWSLogs/444455556666/Config/*" in json.dumps(config["Resource"])
     assert config["Condition"]["ArnEquals"]["aws:PrincipalArn"] == "arn:aws:iam::444455556666:role/vend-config-recorder"
@@ -84,7 +95,11 @@ def test_bucket_policy_lets_each_client_write_only_its_own_prefix(template: Temp
     assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in deny)
     # No statement lets anyone write outside a client prefix.
     for s in statements.values():
-        if s["Effect"] == "Allow" and "s3:PutObject" in json.dumps(s["Action"]) and s["Principal"] != {"Service": "logging.s3.amazonaws.com"}:
+        if (
+            s["Effect"] == "Allow"
+            and "s3:PutObject" in json.dumps(s["Action"])
+            and s["Principal"] != {"Service": "logging.s3.amazonaws.com"}
+        ):
             assert "AWSLogs/" in json.dumps(s["Resource"]), s
 
 

@@ -43,7 +43,7 @@ class Account:
         return self.session.client(service, endpoint_url=self.url)  # type: ignore[call-overload]
 
 
-def assume(emulator: Emulator, account_id: str) -> Account:
+def assume(emulator: Emulator, account_id: str, region: str = REGION) -> Account:
     """Assume the deploy role as the driver does; later calls act in that account."""
     sts = boto3.client(
         "sts",
@@ -61,7 +61,7 @@ def assume(emulator: Emulator, account_id: str) -> Account:
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],
-        region_name=REGION,
+        region_name=region,
     )
     return Account(account_id, session, emulator.url)
 
@@ -91,6 +91,10 @@ def template(
     boundary: bool = True,
     managed: tuple[str, ...] = ("SecurityAudit", "job-function/ViewOnlyAccess"),
     boundary_actions: tuple[str, ...] = ("s3:Get*", "ec2:Describe*"),
+    key_writers: tuple[str, ...] = ("111122223333",),
+    msp_account: str = "999988887777",
+    inline_policy: str = "tickets",
+    session_hours: int = 2,
 ) -> str:
     """A baseline-shaped stack with one of every emulated type.
 
@@ -114,21 +118,21 @@ def template(
     }
     role: dict[str, Any] = {
         "RoleName": "vend-msp-access",
-        "Description": "MSP access",
-        "MaxSessionDuration": "7200",
+        "Description": f"MSP access from {msp_account}",
+        "MaxSessionDuration": str(session_hours * 3600),
         "AssumeRolePolicyDocument": {
             "Version": "2012-10-17",
             "Statement": [
                 {
                     "Effect": "Allow",
-                    "Principal": {"AWS": "arn:aws:iam::999988887777:root"},
+                    "Principal": {"AWS": f"arn:aws:iam::{msp_account}:root"},
                     "Action": "sts:AssumeRole",
                     "Condition": {"StringEquals": {"sts:ExternalId": "x-1234"}},
                 }
             ],
         },
         "ManagedPolicyArns": [AWS_POLICY + name for name in managed],
-        "Policies": [{"PolicyName": "tickets", "PolicyDocument": policy_doc("support:*")}],
+        "Policies": [{"PolicyName": inline_policy, "PolicyDocument": policy_doc("support:*")}],
     }
     if boundary:
         role["PermissionsBoundary"] = {"Ref": "Boundary"}
@@ -137,6 +141,26 @@ def template(
         "LogBucketPolicy": {
             "Type": "AWS::S3::BucketPolicy",
             "Properties": {"Bucket": {"Ref": "LogBucket"}, "PolicyDocument": bucket_policy},
+        },
+        "CentralKey": {
+            "Type": "AWS::KMS::Key",
+            "Properties": {
+                "Description": "central log key",
+                "EnableKeyRotation": "true",
+                "KeyPolicy": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "ClientsEncrypt",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in key_writers]},
+                            "Action": "kms:GenerateDataKey*",
+                            "Resource": "*",
+                        }
+                    ],
+                },
+                "Tags": [{"Key": "vend:managed-by", "Value": "vend"}],
+            },
         },
         "Boundary": {
             "Type": "AWS::IAM::ManagedPolicy",
@@ -241,9 +265,7 @@ def template(
                             "Threshold": pct,
                             "ThresholdType": "PERCENTAGE",
                         },
-                        "Subscribers": [
-                            {"SubscriptionType": "EMAIL", "Address": "ops@acme.example"}
-                        ],
+                        "Subscribers": [{"SubscriptionType": "EMAIL", "Address": "ops@acme.example"}],
                     }
                     for pct in thresholds
                 ],
@@ -264,7 +286,9 @@ def template(
                 "DetectorId": {"Value": {"Fn::GetAtt": ["Detector", "Id"]}},
                 "RuleArn": {"Value": {"Fn::GetAtt": ["RequiredTags", "Arn"]}},
                 "BoundaryArn": {"Value": {"Ref": "Boundary"}},
+                "BoundaryVersion": {"Value": {"Fn::GetAtt": ["Boundary", "DefaultVersionId"]}},
                 "BudgetName": {"Value": {"Ref": "Budget"}},
+                "KeyArn": {"Value": {"Fn::GetAtt": ["CentralKey", "Arn"]}},
             },
         }
     )
@@ -289,9 +313,7 @@ def deploy(account: Account, body: str, stack: str = STACK) -> dict[str, Any]:
         TemplateBody=body,
         Capabilities=["CAPABILITY_NAMED_IAM"],
     )
-    assert cfn.describe_change_set(StackName=stack, ChangeSetName=name)["Status"] == (
-        "CREATE_COMPLETE"
-    )
+    assert cfn.describe_change_set(StackName=stack, ChangeSetName=name)["Status"] == ("CREATE_COMPLETE")
     cfn.execute_change_set(StackName=stack, ChangeSetName=name)
     stack_description: dict[str, Any] = cfn.describe_stacks(StackName=stack)["Stacks"][0]
     return stack_description
@@ -303,9 +325,7 @@ def outputs(stack: dict[str, Any]) -> dict[str, str]:
 
 def attached(account: Account, role_name: str) -> set[str]:
     iam = account.client("iam")
-    return {
-        p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
-    }
+    return {p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]}
 
 
 # --- phases, each in its own account -----------------------------------------------------
@@ -324,6 +344,10 @@ UPDATED_TEMPLATE = {
     "boundary": False,
     "managed": ("SecurityAudit", "ReadOnlyAccess"),
     "boundary_actions": ("s3:Get*",),
+    "key_writers": ("111122223333", "444455556666"),
+    "msp_account": "999988886666",
+    "inline_policy": "tickets-v2",
+    "session_hours": 4,
 }
 
 
@@ -356,18 +380,15 @@ def test_stack_completes_with_outputs_and_real_physical_ids(
     assert out["RoleArn"] == f"arn:aws:iam::{CLIENT_ACCOUNT}:role/vend-msp-access"
     assert out["TrailArn"] == f"arn:aws:cloudtrail:{REGION}:{CLIENT_ACCOUNT}:trail/vend-baseline"
     assert out["BudgetName"] == "vend-monthly"
+    assert out["BoundaryVersion"] == "v1"
     resources = account.client("cloudformation").list_stack_resources(StackName=STACK)
-    physical = {
-        r["ResourceType"]: r["PhysicalResourceId"] for r in resources["StackResourceSummaries"]
-    }
+    physical = {r["ResourceType"]: r["PhysicalResourceId"] for r in resources["StackResourceSummaries"]}
     assert physical["AWS::CloudTrail::Trail"] == "vend-baseline"
     assert physical["AWS::GuardDuty::Detector"] == out["DetectorId"]
     assert physical["AWS::S3::BucketPolicy"] == log_bucket(account.account_id)
     # The rule whose Condition is false is neither created nor listed.
     assert all(r["LogicalResourceId"] for r in resources["StackResourceSummaries"])
-    assert "OutOfHomeRule" not in {
-        r["LogicalResourceId"] for r in resources["StackResourceSummaries"]
-    }
+    assert "OutOfHomeRule" not in {r["LogicalResourceId"] for r in resources["StackResourceSummaries"]}
 
 
 def test_trail_is_logging_with_the_baseline_settings(
@@ -388,11 +409,10 @@ def test_trail_is_logging_with_the_baseline_settings(
 
 def test_bucket_policy_is_readable(created: tuple[Account, dict[str, Any]]) -> None:
     account, _ = created
-    policy = json.loads(account.client("s3").get_bucket_policy(Bucket=log_bucket(account.account_id))["Policy"])
+    bucket = log_bucket(account.account_id)
+    policy = json.loads(account.client("s3").get_bucket_policy(Bucket=bucket)["Policy"])
     assert policy["Statement"][0]["Sid"] == "AWSCloudTrailWrite"
-    assert policy["Statement"][0]["Condition"] == {
-        "StringEquals": {"aws:SourceAccount": CLIENT_ACCOUNT}
-    }
+    assert policy["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": CLIENT_ACCOUNT}}
 
 
 def test_config_recorder_records_into_the_delivery_channel(
@@ -444,9 +464,9 @@ def test_budget_has_limit_thresholds_and_subscribers(
     assert float(budget["BudgetLimit"]["Amount"]) == 5000
     assert budget["BudgetLimit"]["Unit"] == "USD"
     assert budget["TimeUnit"] == "MONTHLY"
-    notifications = budgets.describe_notifications_for_budget(
-        AccountId=CLIENT_ACCOUNT, BudgetName="vend-monthly"
-    )["Notifications"]
+    notifications = budgets.describe_notifications_for_budget(AccountId=CLIENT_ACCOUNT, BudgetName="vend-monthly")[
+        "Notifications"
+    ]
     assert sorted(n["Threshold"] for n in notifications) == [50.0, 80.0]
     subscribers = budgets.describe_subscribers_for_notification(
         AccountId=CLIENT_ACCOUNT, BudgetName="vend-monthly", Notification=notifications[0]
@@ -467,9 +487,17 @@ def test_msp_role_has_boundary_managed_and_inline_policies(
         AWS_POLICY + "job-function/ViewOnlyAccess",
     }
     assert iam.list_role_policies(RoleName="vend-msp-access")["PolicyNames"] == ["tickets"]
-    assert attached(account, "vend-config-recorder") == {
-        AWS_POLICY + "service-role/AWS_ConfigRole"
-    }
+    assert attached(account, "vend-config-recorder") == {AWS_POLICY + "service-role/AWS_ConfigRole"}
+
+
+def test_kms_key_has_policy_rotation_and_tags(created: tuple[Account, dict[str, Any]]) -> None:
+    account, stack = created
+    kms = account.client("kms")
+    key_arn = outputs(stack)["KeyArn"]
+    policy = json.loads(kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"])
+    assert policy["Statement"][0]["Principal"]["AWS"] == [f"arn:aws:iam::{CLIENT_ACCOUNT}:root"]
+    assert kms.get_key_rotation_status(KeyId=key_arn)["KeyRotationEnabled"] is True
+    assert kms.list_resource_tags(KeyId=key_arn)["Tags"] == [{"TagKey": "vend:managed-by", "TagValue": "vend"}]
 
 
 def test_resources_are_invisible_in_another_account(
@@ -486,6 +514,19 @@ def test_resources_are_invisible_in_another_account(
     )
     with pytest.raises(ClientError, match="NoSuchEntity"):
         other.client("iam").get_role(RoleName="vend-msp-access")
+
+
+def test_region_conditions_pick_the_other_branch_outside_home(emulator: Emulator) -> None:
+    """Same template with plain create_stack in a non-home region: Fn::If and Condition flip."""
+    account = assume(emulator, "111122229999", region="us-west-2")
+    account.client("cloudformation").create_stack(StackName=STACK, TemplateBody=template(account.account_id))
+    config = account.client("config")
+    (recorder,) = config.describe_configuration_recorders()["ConfigurationRecorders"]
+    assert recorder["recordingGroup"]["includeGlobalResourceTypes"] is False
+    names = {r["ConfigRuleName"] for r in config.describe_config_rules()["ConfigRules"]}
+    assert names == {"vend-required-tags", "vend-only-elsewhere"}
+    (status,) = config.describe_configuration_recorder_status()["ConfigurationRecordersStatus"]
+    assert status["recording"] is True
 
 
 # --- update ------------------------------------------------------------------------------
@@ -516,9 +557,9 @@ def test_update_changes_budget_limit_and_keeps_notifications(
     budgets = account.client("budgets")
     budget = budgets.describe_budget(AccountId=account.account_id, BudgetName="vend-monthly")
     assert float(budget["Budget"]["BudgetLimit"]["Amount"]) == 6000
-    notifications = budgets.describe_notifications_for_budget(
-        AccountId=account.account_id, BudgetName="vend-monthly"
-    )["Notifications"]
+    notifications = budgets.describe_notifications_for_budget(AccountId=account.account_id, BudgetName="vend-monthly")[
+        "Notifications"
+    ]
     assert len(notifications) == 2
 
 
@@ -534,6 +575,19 @@ def test_update_removes_boundary_and_swaps_managed_policies(
     }
 
 
+def test_update_rewrites_trust_inline_policies_and_session(
+    updated: tuple[Account, dict[str, Any]],
+) -> None:
+    account, _ = updated
+    iam = account.client("iam")
+    role = iam.get_role(RoleName="vend-msp-access")["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"]["AWS"] == "arn:aws:iam::999988886666:root"
+    assert role["Description"] == "MSP access from 999988886666"
+    assert role["MaxSessionDuration"] == 14400
+    assert iam.list_role_policies(RoleName="vend-msp-access")["PolicyNames"] == ["tickets-v2"]
+
+
 def test_update_publishes_a_new_managed_policy_version(
     updated: tuple[Account, dict[str, Any]],
 ) -> None:
@@ -546,11 +600,24 @@ def test_update_publishes_a_new_managed_policy_version(
     assert document["Document"]["Statement"][0]["Action"] == ["s3:Get*"]
 
 
+def test_update_rewrites_the_key_policy_in_place(updated: tuple[Account, dict[str, Any]]) -> None:
+    account, stack = updated
+    kms = account.client("kms")
+    (key,) = kms.list_keys()["Keys"]
+    assert key["KeyArn"] == outputs(stack)["KeyArn"]
+    policy = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
+    assert len(policy["Statement"][0]["Principal"]["AWS"]) == 2
+
+
 def test_replacing_a_custom_named_budget_fails_like_cloudformation(emulator: Emulator) -> None:
     account = assume(emulator, "111122226666")
     deploy(account, template(account.account_id))
     with pytest.raises(ClientError, match="custom-named resource requires replacing"):
         deploy(account, template(account.account_id, thresholds=(50, 80, 100)))
+    cfn = account.client("cloudformation")
+    assert cfn.describe_stacks(StackName=STACK)["Stacks"][0]["StackStatus"] == "UPDATE_FAILED"
+    reasons = [e.get("ResourceStatusReason", "") for e in cfn.describe_stack_events(StackName=STACK)["StackEvents"]]
+    assert any("Rename vend-monthly" in reason for reason in reasons)
 
 
 # --- delete ------------------------------------------------------------------------------
@@ -565,9 +632,7 @@ def test_delete_removes_every_resource(deleted: Account) -> None:
     assert config.describe_config_rules()["ConfigRules"] == []
     assert account.client("guardduty").list_detectors()["DetectorIds"] == []
     with pytest.raises(ClientError, match="NotFound"):
-        account.client("budgets").describe_budget(
-            AccountId=account.account_id, BudgetName="vend-monthly"
-        )
+        account.client("budgets").describe_budget(AccountId=account.account_id, BudgetName="vend-monthly")
     iam = account.client("iam")
     for role_name in ("vend-msp-access", "vend-config-recorder"):
         with pytest.raises(ClientError, match="NoSuchEntity"):
@@ -584,13 +649,7 @@ def test_second_guardduty_detector_fails_clearly(emulator: Emulator) -> None:
     """An inherited account already has a detector: the stack must not pretend."""
     account = assume(emulator, "111122227777")
     account.client("guardduty").create_detector(Enable=True)
-    body = json.dumps(
-        {
-            "Resources": {
-                "Detector": {"Type": "AWS::GuardDuty::Detector", "Properties": {"Enable": True}}
-            }
-        }
-    )
+    body = json.dumps({"Resources": {"Detector": {"Type": "AWS::GuardDuty::Detector", "Properties": {"Enable": True}}}})
     with pytest.raises(ClientError, match="a detector already exists"):
         account.client("cloudformation").create_stack(StackName="gd", TemplateBody=body)
 
