@@ -101,18 +101,14 @@ def _read(outdir: Path, seen_dirs: set[Path]) -> list[StackArtifact]:
         raise AssemblyError(f"{manifest_path}: nested assembly refers back to itself")
     seen_dirs.add(resolved)
     if not manifest_path.is_file():
-        raise AssemblyError(
-            f"{manifest_path}: no cloud assembly found; run `vend synth` (or `cdk synth`) first"
-        )
+        raise AssemblyError(f"{manifest_path}: no cloud assembly found; run `vend synth` (or `cdk synth`) first")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise AssemblyError(f"{manifest_path}: not a readable JSON manifest: {err}") from err
     artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
     if not isinstance(artifacts, dict):
-        raise AssemblyError(
-            f"{manifest_path}: no 'artifacts' object; is this a CDK cloud assembly?"
-        )
+        raise AssemblyError(f"{manifest_path}: no 'artifacts' object; is this a CDK cloud assembly?")
 
     stacks: list[StackArtifact] = []
     for artifact_id, artifact in artifacts.items():
@@ -124,9 +120,7 @@ def _read(outdir: Path, seen_dirs: set[Path]) -> list[StackArtifact]:
         elif kind == NESTED_ASSEMBLY_TYPE:
             directory = (artifact.get("properties") or {}).get("directoryName")
             if not isinstance(directory, str):
-                raise AssemblyError(
-                    f"{manifest_path}: nested assembly {artifact_id!r} has no directoryName"
-                )
+                raise AssemblyError(f"{manifest_path}: nested assembly {artifact_id!r} has no directoryName")
             stacks.extend(_read(outdir / directory, seen_dirs))
     return stacks
 

@@ -25,10 +25,7 @@ from botocore.credentials import CredentialProvider, CredentialResolver, Refresh
 from botocore.exceptions import BotoCoreError, ClientError
 
 RETRY_CONFIG = {"mode": "adaptive", "max_attempts": 10}
-ASSUME_ROLE_HINT = (
-    "check the client's ExternalId, the deploy role's trust policy, "
-    "or whether the client was offboarded"
-)
+ASSUME_ROLE_HINT = "check the client's ExternalId, the deploy role's trust policy, or whether the client was offboarded"
 _SESSION_NAME_BAD_CHARS = re.compile(r"[^\w+=,.@-]")
 
 
@@ -84,9 +81,7 @@ class AwsAccess:
             kwargs["endpoint_url"] = self.endpoint_url
         return session.client(service, **kwargs)
 
-    def assume_role(
-        self, role_arn: str, *, external_id: str | None, session_name: str, region: str
-    ) -> boto3.Session:
+    def assume_role(self, role_arn: str, *, external_id: str | None, session_name: str, region: str) -> boto3.Session:
         """A new session acting as ``role_arn`` whose credentials renew themselves.
 
         The first AssumeRole runs now, so an unassumable role fails here with an
@@ -123,7 +118,5 @@ class AwsAccess:
             metadata=fetch(), refresh_using=fetch, method=_FixedCredentialProvider.METHOD
         )
         core = botocore.session.get_session()
-        core.register_component(
-            "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
-        )
+        core.register_component("credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)]))
         return boto3.Session(botocore_session=core, region_name=region)

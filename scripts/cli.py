@@ -17,10 +17,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from baseline.portfolio import Portfolio, load_portfolio
+from baseline.portfolio import Portfolio, load_portfolio, render_schema
 from baseline.spec import LOG_ARCHIVE_STACK_NAME
 from scripts.assembly import AssemblyError, StackArtifact, read_assembly
-from scripts.aws import AwsAccess
+from scripts.aws import AssumeRoleError, AwsAccess
 from scripts.deploy import Target, TargetResult, deploy_targets
 from scripts.drift import drift_portfolio
 from scripts.report import deploy_line, deploy_summary, render_drift
@@ -73,6 +73,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{sum(1 for p in problems if p.severity == 'error')} error(s)")
         return EXIT_INVALID
     print(f"{len(portfolio.clients)} client file(s) valid")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the override file's JSON Schema (committed as baseline/override.schema.json)."""
+    sys.stdout.write(render_schema())
     return EXIT_OK
 
 
@@ -178,23 +184,37 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return report.exit_code()
 
 
+LOG_ARCHIVE_TARGET = "log-archive"
+
+
 def cmd_credentials(args: argparse.Namespace) -> int:
-    """Print shell exports for a client's deploy role, e.g. for `cdk deploy` of one client."""
+    """Print shell exports for a deploy role, e.g. to run `cdk deploy` for one client."""
     portfolio = _load(args.overrides)
     if portfolio is None:
         return EXIT_INVALID
-    if _select(portfolio, [args.client], False) is None:
+    if args.client == LOG_ARCHIVE_TARGET:
+        la = portfolio.defaults.log_archive
+        role_arn, external_id, region = la.deploy_role_arn, la.external_id, la.region
+    else:
+        if _select(portfolio, [args.client], False) is None:
+            return EXIT_INVALID
+        c = portfolio.client(args.client)
+        role_arn, external_id, region = c.deploy_role_arn, c.external_id, c.home_region
+    if role_arn is None:
+        _err("the log-archive account has no deploy_role_arn in defaults: use its own credentials")
         return EXIT_INVALID
-    c = portfolio.client(args.client)
-    access = _access(args)
-    session = access.assume_role(
-        c.deploy_role_arn, external_id=c.external_id, session_name=f"vend-{c.client}", region=c.home_region
-    )
+    try:
+        session = _access(args).assume_role(
+            role_arn, external_id=external_id, session_name=f"vend-{args.client}", region=region
+        )
+    except AssumeRoleError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
     creds = session.get_credentials().get_frozen_credentials()
     print(f"export AWS_ACCESS_KEY_ID={creds.access_key}")
     print(f"export AWS_SECRET_ACCESS_KEY={creds.secret_key}")
     print(f"export AWS_SESSION_TOKEN={creds.token}")
-    print(f"export AWS_REGION={c.home_region}")
+    print(f"export AWS_REGION={region}")
     return EXIT_OK
 
 
@@ -202,7 +222,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from scripts.emulator.server import Emulator
 
     emulator = Emulator()
-    emulator.start(port=args.port)
+    emulator.start(host=args.host, port=args.port, log_requests=args.verbose)
     print(f"vend emulator ready at {emulator.url}  (export AWS_ENDPOINT_URL={emulator.url})", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -271,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="*", help="files or directories (default: --overrides)")
     s.set_defaults(func=cmd_validate)
 
+    s = sub.add_parser("schema", help="print the override file's JSON Schema")
+    s.set_defaults(func=cmd_schema)
+
     s = sub.add_parser("list", parents=[common], help="list the portfolio")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_list)
@@ -295,12 +318,14 @@ def parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--format", choices=["table", "json", "markdown"], default="table")
 
-    s = sub.add_parser("credentials", parents=[common], help="print shell exports for a client's deploy role")
-    s.add_argument("client")
+    s = sub.add_parser("credentials", parents=[common], help="print shell exports for a deploy role")
+    s.add_argument("client", help=f"a client, or {LOG_ARCHIVE_TARGET} for the MSP log-archive account")
     s.set_defaults(func=cmd_credentials)
 
     s = sub.add_parser("emulator", parents=[common], help="run the local AWS emulator in the foreground")
     s.add_argument("--port", type=int, default=5000)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    s.add_argument("--verbose", action="store_true", help="log every API request")
     s.set_defaults(func=cmd_emulator)
 
     s = sub.add_parser("demo", parents=[common], help="the main job end to end on the embedded emulator")

@@ -72,16 +72,14 @@ STUCK_ADVICE = {
         "deploy again"
     ),
     "IMPORT_ROLLBACK_FAILED": (
-        "stack is in IMPORT_ROLLBACK_FAILED and needs continue-update-rollback before it can be "
-        "deployed again"
+        "stack is in IMPORT_ROLLBACK_FAILED and needs continue-update-rollback before it can be deployed again"
     ),
     "ROLLBACK_FAILED": (
         "stack is in ROLLBACK_FAILED: its creation failed and the rollback failed too; clean up "
         "the remaining resources and delete the stack (with the operator's consent)"
     ),
     "DELETE_FAILED": (
-        "stack is in DELETE_FAILED: someone tried to delete it; finish or abandon the deletion "
-        "before deploying"
+        "stack is in DELETE_FAILED: someone tried to delete it; finish or abandon the deletion before deploying"
     ),
 }
 
@@ -131,9 +129,7 @@ class _Done(Exception):
 # --------------------------------------------------------------------------- one stack
 
 
-def deploy_stack(
-    cfn: Any, stack: StackArtifact, *, timeout_s: float = 1800, poll_s: float = 2.0
-) -> StackResult:
+def deploy_stack(cfn: Any, stack: StackArtifact, *, timeout_s: float = 1800, poll_s: float = 2.0) -> StackResult:
     """Bring one stack to its synthesized template with a change set; never raises.
 
     ``cfn`` is a CloudFormation client for the stack's account and region. Every
@@ -163,9 +159,7 @@ def deploy_stack(
     )
 
 
-def _deploy(
-    cfn: Any, stack: StackArtifact, *, deadline: float, poll_s: float
-) -> tuple[Outcome, str]:
+def _deploy(cfn: Any, stack: StackArtifact, *, deadline: float, poll_s: float) -> tuple[Outcome, str]:
     template, body = _template(stack)
     name = stack.stack_name
 
@@ -284,9 +278,7 @@ def _describe(cfn: Any, name: str, deadline: float, poll_s: float) -> dict[str, 
     return dict(stacks[0])
 
 
-def _wait_settled(
-    cfn: Any, name: str, deadline: float, poll_s: float, *, busy: bool
-) -> dict[str, Any] | None:
+def _wait_settled(cfn: Any, name: str, deadline: float, poll_s: float, *, busy: bool) -> dict[str, Any] | None:
     """Poll until the stack leaves every *_IN_PROGRESS state (or is gone)."""
     while True:
         current = _describe(cfn, name, deadline, poll_s)
@@ -295,9 +287,7 @@ def _wait_settled(
         if time.monotonic() >= deadline:
             status = current["StackStatus"]
             if busy:
-                raise _Done(
-                    "FAILED", f"stack is busy ({status}): another deployment is running on it"
-                )
+                raise _Done("FAILED", f"stack is busy ({status}): another deployment is running on it")
             raise _Done(
                 "FAILED",
                 f"timed out waiting for the stack (last status {status}); CloudFormation may "
@@ -322,9 +312,7 @@ def _delete_change_set(cfn: Any, change_set_id: str) -> None:
         cfn.delete_change_set(ChangeSetName=change_set_id)
 
 
-def _first_failure(
-    cfn: Any, stack_id: str, final: Mapping[str, Any], deadline: float, poll_s: float
-) -> str:
+def _first_failure(cfn: Any, stack_id: str, final: Mapping[str, Any], deadline: float, poll_s: float) -> str:
     """The root cause: the earliest failed resource of the latest operation.
 
     Events come newest first; the latest operation starts at the stack's own
@@ -346,11 +334,7 @@ def _first_failure(
                 if is_stack and status in ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS"):
                     return _describe_failure(failures, fallback)
                 reason = str(event.get("ResourceStatusReason") or "")
-                if (
-                    not is_stack
-                    and status.endswith("_FAILED")
-                    and "cancelled" not in reason.lower()
-                ):
+                if not is_stack and status.endswith("_FAILED") and "cancelled" not in reason.lower():
                     failures.append(event)
             token = page.get("NextToken")
             if not token:
@@ -424,9 +408,7 @@ def deploy_targets(
         workers = max(1, min(concurrency, len(targets)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vend-deploy") as pool:
             futures = {
-                pool.submit(
-                    _deploy_target, access, target, stack_timeout_s=stack_timeout_s, poll_s=poll_s
-                ): index
+                pool.submit(_deploy_target, access, target, stack_timeout_s=stack_timeout_s, poll_s=poll_s): index
                 for index, target in enumerate(targets)
             }
             for future in as_completed(futures):
@@ -438,9 +420,7 @@ def deploy_targets(
     return results
 
 
-def _deploy_target(
-    access: AwsAccess, target: Target, *, stack_timeout_s: float, poll_s: float
-) -> TargetResult:
+def _deploy_target(access: AwsAccess, target: Target, *, stack_timeout_s: float, poll_s: float) -> TargetResult:
     """Deploy one target's stacks in dependency order, in its own session (thread-safe)."""
     account = _target_account(target)
     try:
@@ -448,13 +428,9 @@ def _deploy_target(
     except AssemblyError as err:
         return _skipped_target(target, str(err), outcome="FAILED")
     try:
-        return _deploy_target_stacks(
-            access, target, stacks, account, stack_timeout_s=stack_timeout_s, poll_s=poll_s
-        )
+        return _deploy_target_stacks(access, target, stacks, account, stack_timeout_s=stack_timeout_s, poll_s=poll_s)
     except Exception as err:  # one target's surprise must not stop the others
-        return _skipped_target(
-            target, f"unexpected error: {type(err).__name__}: {err}", outcome="FAILED"
-        )
+        return _skipped_target(target, f"unexpected error: {type(err).__name__}: {err}", outcome="FAILED")
 
 
 def _deploy_target_stacks(
@@ -483,13 +459,9 @@ def _deploy_target_stacks(
     except AssumeRoleError as err:
         return _skipped_target(target, str(err), outcome="FAILED")
     except ClientError as err:
-        return _skipped_target(
-            target, f"cannot use credentials: {_client_error_text(err)}", outcome="FAILED"
-        )
+        return _skipped_target(target, f"cannot use credentials: {_client_error_text(err)}", outcome="FAILED")
     except BotoCoreError as err:
-        return _skipped_target(
-            target, f"cannot use credentials: {type(err).__name__}: {err}", outcome="FAILED"
-        )
+        return _skipped_target(target, f"cannot use credentials: {type(err).__name__}: {err}", outcome="FAILED")
     acting_in = str(identity["Account"])
 
     results: list[StackResult] = []
@@ -513,9 +485,7 @@ def _deploy_target_stacks(
         else:
             if stack.region not in clients:
                 clients[stack.region] = access.client(session, "cloudformation", stack.region)
-            result = deploy_stack(
-                clients[stack.region], stack, timeout_s=stack_timeout_s, poll_s=poll_s
-            )
+            result = deploy_stack(clients[stack.region], stack, timeout_s=stack_timeout_s, poll_s=poll_s)
         results.append(result)
         if result.outcome == "FAILED":
             failed = result
@@ -546,9 +516,7 @@ def _skipped_stack(stack: StackArtifact, detail: str) -> StackResult:
     return StackResult(stack.stack_name, stack.account, stack.region, "SKIPPED", detail, 0.0)
 
 
-def _skipped_target(
-    target: Target, detail: str, *, outcome: TargetOutcome = "SKIPPED"
-) -> TargetResult:
+def _skipped_target(target: Target, detail: str, *, outcome: TargetOutcome = "SKIPPED") -> TargetResult:
     """A target none of whose stacks ran; every stack is listed as SKIPPED for the report."""
     try:
         stacks = deployment_order(target.stacks)

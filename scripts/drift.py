@@ -367,7 +367,7 @@ def _compare_rules(
             "; ".join(parts),
         )
     else:
-        ctx.record(region, control, "IN_SYNC", sorted(expected), sorted(expected), f"{len(expected)} rules")
+        ctx.record(region, control, "IN_SYNC", sorted(expected), sorted(expected), f"{len(expected)} rule(s)")
 
 
 def check_rules(ctx: _Ctx, reg: RegionalBaseline) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import App, BootstraplessSynthesizer, Environment, Tags
+from aws_cdk import App, Environment, LegacyStackSynthesizer, Tags
 
 from baseline.central_logging import LogWriter
 from baseline.portfolio import Portfolio
@@ -37,7 +37,7 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | None = None)
         writers=writers,
         default_retention_days=defaults.log_archive.retention_days,
         env=Environment(account=logs.account_id, region=logs.region),
-        synthesizer=BootstraplessSynthesizer(),
+        synthesizer=LegacyStackSynthesizer(),
         description="vend MSP side: central log bucket and KMS key for every client",
     )
     Tags.of(archive).add("vend:managed-by", "vend")
@@ -52,7 +52,7 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | None = None)
             baseline=baseline,
             logs=logs,
             env=Environment(account=client.account_id, region=client.home_region),
-            synthesizer=BootstraplessSynthesizer(),
+            synthesizer=LegacyStackSynthesizer(),
             description=f"vend baseline (global) for {client.display_name}",
         )
         Tags.of(global_stack).add(CLIENT_TAG, client.client)
@@ -62,7 +62,7 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | None = None)
                 regional_stack_name(client.client, regional.region),
                 regional=regional,
                 env=Environment(account=client.account_id, region=regional.region),
-                synthesizer=BootstraplessSynthesizer(),
+                synthesizer=LegacyStackSynthesizer(),
                 description=f"vend baseline ({regional.region}) for {client.display_name}",
             )
             stack.add_stack_dependency(global_stack)

@@ -29,6 +29,7 @@ change-set based driver hits, and adds one missing Budgets read API (see there).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -1388,15 +1389,33 @@ def _build_resource_diff(
     return diff
 
 
+def _roll_back_create(stack: Any, reason: str) -> None:
+    """A failed create rolls back as in CloudFormation: what was created is deleted and the
+    stack ends in ROLLBACK_COMPLETE, which the driver and the CDK CLI know how to handle."""
+    stack._add_stack_event("ROLLBACK_IN_PROGRESS", resource_status_reason=f"The following resource(s) failed: {reason}")
+    # Best effort: a partial create may be inconsistent.
+    with contextlib.suppress(Exception):
+        stack.resource_map.delete()
+    stack.status = "ROLLBACK_COMPLETE"
+    stack._add_stack_event("ROLLBACK_COMPLETE")
+
+
 def _change_set_apply(self: cfn_engine_models.ChangeSet) -> None:
     stack = self.stack
     try:
         _ORIGINALS["apply"](self)
     except Exception as exc:
-        # No rollback here: what was created stays, as with --disable-rollback, and the
-        # stack says so instead of staying REVIEW_IN_PROGRESS / *_COMPLETE.
+        # A failed create rolls back (ROLLBACK_COMPLETE); a failed update is not reverted,
+        # so the stack says UPDATE_FAILED (as with --disable-rollback) instead of *_COMPLETE.
         stack.status = f"{self.change_set_type}_FAILED"
         stack._add_stack_event(stack.status, resource_status_reason=str(exc))
+        if self.change_set_type == "CREATE":
+            _roll_back_create(stack, str(exc))
+        if not isinstance(stack.template, str):
+            # moto creates a CREATE change set's stack with the dict {}; the next change set
+            # would crash parsing it. An empty template lets a retry see every resource as new.
+            stack.template = json.dumps(stack.template or {})
+            stack._parse_template()
         raise
     stack.template = self.template
     stack._parse_template()
@@ -1441,6 +1460,33 @@ def _describe_subscribers_for_notification(self: BudgetsResponse) -> str:
     raise BudgetNotFound(f"Unable to get notification for budget: {budget_name} - the notification doesn't exist.")
 
 
+class ChangeSetNotFound(CloudFormationError):
+    """CloudFormation's answer for an unknown change set; moto says "Stack ... does not exist",
+    which the CDK CLI does not recognise while it waits for a deleted change set to go."""
+
+    code = "ChangeSetNotFound"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"ChangeSet [{name}] does not exist")
+
+
+def _describe_change_set(self: Any, change_set_name: str) -> Any:
+    try:
+        return _ORIGINALS["describe_change_set"](self, change_set_name)
+    except ValidationError as exc:
+        raise ChangeSetNotFound(change_set_name) from exc
+
+
+def _delete_change_set(self: Any, change_set_name: str) -> None:
+    known = change_set_name in self.change_sets or any(
+        cs.change_set_name == change_set_name for cs in self.change_sets.values()
+    )
+    # CloudFormation answers an unknown change set name with success (moto: KeyError, HTTP
+    # 500); the CDK CLI relies on that when it clears "cdk-deploy-change-set" before a deploy.
+    if known:
+        _ORIGINALS["delete_change_set"](self, change_set_name)
+
+
 def install_engine_patches() -> None:
     """Fix what a change-set driver hits in moto 5.2.5's CloudFormation (idempotent).
 
@@ -1454,6 +1500,8 @@ def install_engine_patches() -> None:
       previous ``*_COMPLETE``; the API call itself still fails with the reason.
     - A resource whose ``Condition`` is false is listed by ``list_stack_resources`` as an
       empty entry. It is left out, as in CloudFormation.
+    - Deleting an unknown change set succeeds, as in CloudFormation, instead of an HTTP 500;
+      describing one is ``ChangeSetNotFound`` (what the CDK CLI waits for), not a stack error.
     - Budgets ``DescribeSubscribersForNotification`` is missing; it is added, so that the
       recipients a budget handler stored can be read back.
 
@@ -1464,6 +1512,10 @@ def install_engine_patches() -> None:
     _ORIGINALS["build_resource_diff"] = cfn_parsing.ResourceMap.build_resource_diff
     _ORIGINALS["apply"] = cfn_engine_models.ChangeSet.apply
     _ORIGINALS["stack_resources"] = cfn_engine_models.Stack.stack_resources
+    _ORIGINALS["delete_change_set"] = cfn_engine_models.CloudFormationBackend.delete_change_set
+    _ORIGINALS["describe_change_set"] = cfn_engine_models.CloudFormationBackend.describe_change_set
+    cfn_engine_models.CloudFormationBackend.describe_change_set = _describe_change_set  # type: ignore[method-assign]
+    cfn_engine_models.CloudFormationBackend.delete_change_set = _delete_change_set  # type: ignore[method-assign]
     cfn_parsing.ResourceMap.build_resource_diff = _build_resource_diff  # type: ignore[method-assign]
     cfn_engine_models.ChangeSet.apply = _change_set_apply  # type: ignore[method-assign]
     cfn_engine_models.Stack.stack_resources = property(_stack_resources)  # type: ignore[assignment,method-assign]
@@ -1479,6 +1531,8 @@ def uninstall_engine_patches() -> None:
     cfn_parsing.ResourceMap.build_resource_diff = _ORIGINALS.pop("build_resource_diff")  # type: ignore[method-assign]
     cfn_engine_models.ChangeSet.apply = _ORIGINALS.pop("apply")  # type: ignore[method-assign]
     cfn_engine_models.Stack.stack_resources = _ORIGINALS.pop("stack_resources")  # type: ignore[method-assign]
+    cfn_engine_models.CloudFormationBackend.delete_change_set = _ORIGINALS.pop("delete_change_set")  # type: ignore[method-assign]
+    cfn_engine_models.CloudFormationBackend.describe_change_set = _ORIGINALS.pop("describe_change_set")  # type: ignore[method-assign]
     del BudgetsResponse.describe_subscribers_for_notification  # type: ignore[attr-defined]
 
 

@@ -12,6 +12,7 @@ it; assume a role into a distinct account (STS, any account id works) to isolate
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 
 from moto.server import ThreadedMotoServer
@@ -52,11 +53,15 @@ class Emulator:
         self._server: ThreadedMotoServer | None = None
         self._url: str | None = None
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> Emulator:
-        """Start serving on ``host:port`` (``port=0``: a free port); returns self."""
+    def start(self, host: str = "127.0.0.1", port: int = 0, *, log_requests: bool = False) -> Emulator:
+        """Start serving on ``host:port`` (``port=0``: a free port); returns self.
+
+        Request logging is off by default: one line per API call drowns the demo's output.
+        """
         if self._server is not None:
             raise RuntimeError(f"emulator already running at {self._url}")
         register_models()
+        logging.getLogger("werkzeug").setLevel(logging.INFO if log_requests else logging.ERROR)
         server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         server.start()
         bound_host, bound_port = server.get_host_and_port()

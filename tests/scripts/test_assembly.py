@@ -110,18 +110,14 @@ def test_reads_nested_assemblies_of_stages(tmp_path: Path) -> None:
         (lambda d: (d / "manifest.json").write_text("[]"), "no 'artifacts' object"),
     ],
 )
-def test_missing_or_invalid_manifest_is_a_clear_error(
-    tmp_path: Path, setup: Any, message: str
-) -> None:
+def test_missing_or_invalid_manifest_is_a_clear_error(tmp_path: Path, setup: Any, message: str) -> None:
     setup(tmp_path)
     with pytest.raises(AssemblyError, match=message):
         read_assembly(tmp_path)
 
 
 def test_environment_agnostic_stack_is_rejected(tmp_path: Path) -> None:
-    outdir = write_manifest(
-        tmp_path, {"A": stack(id="A", account="unknown-account", region="unknown-region")}
-    )
+    outdir = write_manifest(tmp_path, {"A": stack(id="A", account="unknown-account", region="unknown-region")})
     with pytest.raises(AssemblyError, match="explicit"):
         read_assembly(outdir)
 

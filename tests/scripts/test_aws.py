@@ -95,9 +95,7 @@ def test_client_uses_explicit_endpoint_and_adaptive_retries(endpoint: str) -> No
     assert client.list_queues()["QueueUrls"][0].endswith("/reachable")
 
 
-def test_without_endpoint_boto3_resolves_aws_endpoint_url(
-    endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_endpoint_boto3_resolves_aws_endpoint_url(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     access = AwsAccess()
     sts = access.client(access.base_session(), "sts", "us-east-1")
@@ -137,12 +135,8 @@ def test_assumed_credentials_refresh_before_expiry(endpoint: str) -> None:
             expiry = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
             parsed["Credentials"]["Expiration"] = expiry
 
-    access = HookedAccess(
-        endpoint_url=endpoint, hooks=(("after-call.sts.AssumeRole", expire_soon),)
-    )
-    session = access.assume_role(
-        CLIENT_ROLE, external_id=None, session_name="refresh", region="us-east-1"
-    )
+    access = HookedAccess(endpoint_url=endpoint, hooks=(("after-call.sts.AssumeRole", expire_soon),))
+    session = access.assume_role(CLIENT_ROLE, external_id=None, session_name="refresh", region="us-east-1")
     assert calls == ["AssumeRole"]  # eager
 
     sqs = access.client(session, "sqs", "us-east-1")
@@ -151,9 +145,7 @@ def test_assumed_credentials_refresh_before_expiry(endpoint: str) -> None:
     credentials = session.get_credentials()
     assert credentials is not None
     assert not credentials.refresh_needed()  # the refreshed keys last an hour
-    assert access.client(session, "sts", "us-east-1").get_caller_identity()["Account"] == (
-        CLIENT_ACCOUNT
-    )
+    assert access.client(session, "sts", "us-east-1").get_caller_identity()["Account"] == (CLIENT_ACCOUNT)
 
 
 def test_unassumable_role_fails_at_once_with_a_hint(endpoint: str) -> None:

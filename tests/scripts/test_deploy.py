@@ -199,9 +199,7 @@ def test_create_then_unchanged_then_updated(access: AwsAccess, tmp_path: Path) -
     assert "acme-q" not in queue_names(access, MSP)  # landed in the assumed account only
 
     calls = CallLog()
-    hooked = HookedAccess(
-        endpoint_url=access.endpoint_url, hooks=(("before-call.cloudformation", calls),)
-    )
+    hooked = HookedAccess(endpoint_url=access.endpoint_url, hooks=(("before-call.cloudformation", calls),))
     unchanged = deploy_one(hooked, v1)
     assert unchanged.outcome == "UNCHANGED"
     assert "CreateChangeSet" not in calls.names
@@ -215,9 +213,7 @@ def test_tag_change_alone_is_not_taken_for_unchanged(access: AwsAccess, tmp_path
     resources = {"Q": queue("tagged-q")}
     deploy_one(access, make_stack(tmp_path / "a", "Tagged", resources, tags={"Owner": "a"}))
     calls = CallLog()
-    hooked = HookedAccess(
-        endpoint_url=access.endpoint_url, hooks=(("before-call.cloudformation", calls),)
-    )
+    hooked = HookedAccess(endpoint_url=access.endpoint_url, hooks=(("before-call.cloudformation", calls),))
 
     deploy_one(hooked, make_stack(tmp_path / "b", "Tagged", resources, tags={"Owner": "b"}))
 
@@ -227,9 +223,7 @@ def test_tag_change_alone_is_not_taken_for_unchanged(access: AwsAccess, tmp_path
 
 
 @pytest.mark.parametrize("reason", ["didn't contain changes", "No updates are to be performed."])
-def test_empty_change_set_is_unchanged_and_deleted(
-    access: AwsAccess, tmp_path: Path, reason: str
-) -> None:
+def test_empty_change_set_is_unchanged_and_deleted(access: AwsAccess, tmp_path: Path, reason: str) -> None:
     stack = make_stack(tmp_path, "Empty", {"Q": queue("empty-q")})
     assert deploy_one(access, stack).outcome == "CREATED"
 
@@ -240,9 +234,7 @@ def test_empty_change_set_is_unchanged_and_deleted(
     def say_no_updates(parsed: dict[str, Any], **_: Any) -> None:
         parsed.update(Status="FAILED", StatusReason=reason, ExecutionStatus="UNAVAILABLE")
 
-    hooks: list[tuple[str, Any]] = [
-        ("after-call.cloudformation.GetTemplate", template_looks_different)
-    ]
+    hooks: list[tuple[str, Any]] = [("after-call.cloudformation.GetTemplate", template_looks_different)]
     if "didn't" not in reason:  # moto's own wording is the first one; inject the other
         hooks.append(("after-call.cloudformation.DescribeChangeSet", say_no_updates))
     calls = CallLog()
@@ -291,9 +283,7 @@ def test_stuck_stack_fails_with_advice_and_is_left_alone(
     assert "stuck-t" not in topic_names(access, ACME)
 
 
-def test_failed_execution_reports_the_first_failed_resource(
-    access: AwsAccess, tmp_path: Path
-) -> None:
+def test_failed_execution_reports_the_first_failed_resource(access: AwsAccess, tmp_path: Path) -> None:
     deploy_one(access, make_stack(tmp_path / "v1", "Broken", {"Q": queue("broken-q")}))
     v2 = make_stack(tmp_path / "v2", "Broken", {"Q": queue("broken-q"), "T": topic("broken-t")})
     executed: list[bool] = []
@@ -345,15 +335,11 @@ def test_failed_execution_reports_the_first_failed_resource(
     assert "older" not in result.detail
 
 
-def test_oversized_template_fails_without_touching_cloudformation(
-    access: AwsAccess, tmp_path: Path
-) -> None:
+def test_oversized_template_fails_without_touching_cloudformation(access: AwsAccess, tmp_path: Path) -> None:
     resources = {f"Topic{i}": topic(f"topic-{i:04d}-" + "x" * 60) for i in range(600)}
     stack = make_stack(tmp_path, "Big", resources)
     calls = CallLog()
-    hooked = HookedAccess(
-        endpoint_url=access.endpoint_url, hooks=(("before-call.cloudformation", calls),)
-    )
+    hooked = HookedAccess(endpoint_url=access.endpoint_url, hooks=(("before-call.cloudformation", calls),))
 
     result = deploy_one(hooked, stack)
 
@@ -401,9 +387,7 @@ def test_throttled_calls_are_retried_not_failed(access: AwsAccess, tmp_path: Pat
     assert "busy-q" in queue_names(access, ACME)
 
 
-def test_polls_outlast_throttling_beyond_botocore_retries(
-    access: AwsAccess, tmp_path: Path
-) -> None:
+def test_polls_outlast_throttling_beyond_botocore_retries(access: AwsAccess, tmp_path: Path) -> None:
     """Even once botocore gives up, a throttled poll is polled again, not a failed deploy."""
     answered: list[str] = []
 
@@ -451,9 +435,7 @@ def test_execution_that_never_settles_times_out(access: AwsAccess, tmp_path: Pat
 
 
 def client_target(tmp_path: Path, name: str, account: str, *, with_west: bool = False) -> Target:
-    stacks = [
-        make_stack(tmp_path / name, f"{name}Base", {"Q": queue(f"{name}-q")}, account=account)
-    ]
+    stacks = [make_stack(tmp_path / name, f"{name}Base", {"Q": queue(f"{name}-q")}, account=account)]
     if with_west:
         stacks.insert(
             0,  # listed first, but depends on the base stack: must deploy second
@@ -474,9 +456,7 @@ def msp_target(tmp_path: Path) -> Target:
     return Target("msp", None, None, (stack,))
 
 
-def test_msp_first_then_clients_concurrently_in_their_own_accounts(
-    access: AwsAccess, tmp_path: Path
-) -> None:
+def test_msp_first_then_clients_concurrently_in_their_own_accounts(access: AwsAccess, tmp_path: Path) -> None:
     acme = client_target(tmp_path, "acme", ACME, with_west=True)
     globex = client_target(tmp_path, "globex", GLOBEX)
     reported: list[str] = []
@@ -517,9 +497,7 @@ def test_unassumable_role_fails_that_client_only(access: AwsAccess, tmp_path: Pa
             return error_response("AccessDenied", "not authorized to perform sts:AssumeRole", 403)
         return None
 
-    hooked = HookedAccess(
-        endpoint_url=access.endpoint_url, hooks=(("before-call.sts.AssumeRole", deny_globex),)
-    )
+    hooked = HookedAccess(endpoint_url=access.endpoint_url, hooks=(("before-call.sts.AssumeRole", deny_globex),))
     results = deploy_targets(
         hooked,
         first=None,
@@ -593,9 +571,7 @@ def test_stack_for_another_account_is_refused(access: AwsAccess, tmp_path: Path)
     """Base credentials act in the MSP account; a client stack must not land there."""
     stray = make_stack(tmp_path, "Stray", {"Q": queue("stray-q")}, account=ACME)
 
-    (result,) = deploy_targets(
-        access, first=None, targets=[Target("no-role", None, None, (stray,))], poll_s=0.01
-    )
+    (result,) = deploy_targets(access, first=None, targets=[Target("no-role", None, None, (stray,))], poll_s=0.01)
 
     assert result.outcome == "FAILED"
     assert f"credentials act in account {MSP}" in result.detail
@@ -607,10 +583,6 @@ def test_unexpected_errors_stay_inside_the_target(access: AwsAccess, tmp_path: P
         raise RuntimeError("boom")
 
     boom: Callable[..., None] = explode
-    hooked = HookedAccess(
-        endpoint_url=access.endpoint_url, hooks=(("before-call.sts.GetCallerIdentity", boom),)
-    )
-    (result,) = deploy_targets(
-        hooked, first=None, targets=[client_target(tmp_path, "acme", ACME)], poll_s=0.01
-    )
+    hooked = HookedAccess(endpoint_url=access.endpoint_url, hooks=(("before-call.sts.GetCallerIdentity", boom),))
+    (result,) = deploy_targets(hooked, first=None, targets=[client_target(tmp_path, "acme", ACME)], poll_s=0.01)
     assert result.outcome == "FAILED" and "RuntimeError: boom" in result.detail
