@@ -8,7 +8,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint clean
 
 $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,6 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-
-bench: install
-	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out
