@@ -97,7 +97,7 @@ def load_portfolio(
     files = override_files(paths)
     for p in paths:
         if not p.exists():
-            problems.append(Problem(str(p), 1, "", "no such file or directory"))
+            problems.append(Problem(str(p), 1, 1, "", "no such file or directory"))
     loaded: list[tuple[SourceDoc, ClientOverride]] = []
     for f in files:
         doc, override = _load_override(f, profiles, problems)
@@ -141,14 +141,14 @@ def _load_override(
     path: Path, profiles: dict[str, Profile], problems: list[Problem]
 ) -> tuple[SourceDoc | None, ClientOverride | None]:
     if path.suffix not in (".yaml", ".yml"):
-        problems.append(Problem(str(path), 1, "", "override files must end in .yaml"))
+        problems.append(Problem(str(path), 1, 1, "", "override files must end in .yaml"))
         return None, None
     doc, traps = load_yaml(path)
     problems.extend(traps)
     if doc is None:
         return None, None
     if not isinstance(doc.data, dict):
-        problems.append(Problem(doc.file, 1, "", "must be a mapping of keys such as client:, account_id:"))
+        problems.append(Problem(doc.file, 1, 1, "", "must be a mapping of keys such as client:, account_id:"))
         return None, None
     schema_problems = _schema_problems(doc, json_schema(ClientOverride), {p.path for p in traps})
     problems.extend(schema_problems)
@@ -168,7 +168,7 @@ def _semantic_problems(doc: SourceDoc, o: ClientOverride, profiles: dict[str, Pr
     out: list[Problem] = []
 
     def add(p: tuple[str | int, ...], message: str) -> None:
-        out.append(Problem(doc.file, doc.line_of(p), format_path(p), message))
+        out.append(doc.problem(p, message))
 
     if o.client != path.stem:
         add(("client",), f"must equal the file name: the file is {path.name}, so client: {path.stem}")
@@ -208,10 +208,8 @@ def _cross_file_problems(loaded: list[tuple[SourceDoc, ClientOverride]]) -> list
             if value in seen:
                 first = seen[value]
                 out.append(
-                    Problem(
-                        doc.file,
-                        doc.line_of(path),
-                        format_path(path),
+                    doc.problem(
+                        path,
                         f"{label} {value} is already used by {first.file}:{first.line_of(path)}; "
                         "each client needs its own",
                     )
@@ -238,8 +236,7 @@ def _schema_problems(doc: SourceDoc, schema: dict[str, Any], trap_paths: set[str
         for path, message in _explain(err, doc):
             if format_path(path) in trap_paths:
                 continue  # already explained by the YAML trap
-            line = doc.key_lines.get(path) or doc.line_of(path)
-            out.append(Problem(doc.file, line, format_path(path), message))
+            out.append(doc.problem(path, message, at_key=err.validator == "additionalProperties"))
     return out
 
 
@@ -293,7 +290,7 @@ def _pydantic_problems(doc: SourceDoc, exc: ValidationError) -> list[Problem]:
     out = []
     for e in exc.errors():
         path = tuple(e["loc"])
-        out.append(Problem(doc.file, doc.line_of(path), format_path(path), e["msg"]))
+        out.append(doc.problem(path, e["msg"]))
     return out
 
 

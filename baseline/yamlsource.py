@@ -22,16 +22,22 @@ _OCTAL_OR_SEXAGESIMAL = re.compile(r"^[-+]?(0[0-7_]+|0o[0-7_]+|[0-9][0-9_]*(:[0-
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One thing wrong with an input file, printed as ``file:line: path: message``."""
+    """One thing wrong with an input file, printed as ``file:line:col: path: message``.
+
+    ``line`` and ``col`` are 1-based, as editors and CI annotations count them. A warning
+    (``severity="warning"``) prints ``warning:`` before the message and never fails validation.
+    """
 
     file: str
     line: int
+    col: int
     path: str
     message: str
     severity: str = "error"
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.path or '(document)'}: {self.message}"
+        label = "warning: " if self.severity == "warning" else ""
+        return f"{self.file}:{self.line}:{self.col}: {self.path or '(document)'}: {label}{self.message}"
 
 
 def format_path(path: Path_) -> str:
@@ -42,22 +48,41 @@ def format_path(path: Path_) -> str:
     return out
 
 
+Mark = tuple[int, int]  # (line, column), both 1-based
+
+
 @dataclass
 class SourceDoc:
     """A parsed YAML document plus where each value and key came from."""
 
     file: str
     data: Any
-    lines: dict[Path_, int] = field(default_factory=dict)
-    key_lines: dict[Path_, int] = field(default_factory=dict)
+    marks: dict[Path_, Mark] = field(default_factory=dict)
+    key_marks: dict[Path_, Mark] = field(default_factory=dict)
     plain_scalars: dict[Path_, str] = field(default_factory=dict)
+    containers: set[Path_] = field(default_factory=set)
+
+    def mark_of(self, path: Path_) -> Mark:
+        """Where a problem at ``path`` is reported: a scalar's own position; for a mapping or
+        list, the key that introduces it; else the nearest parent that has a position."""
+        for end in range(len(path), -1, -1):
+            sub = path[:end]
+            if sub in self.containers and sub in self.key_marks:
+                return self.key_marks[sub]
+            if sub in self.marks:
+                return self.marks[sub]
+        return (1, 1)
 
     def line_of(self, path: Path_) -> int:
-        """Line of the value at ``path``, or of its nearest parent that has one."""
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return 1
+        return self.mark_of(path)[0]
+
+    def key_mark_of(self, path: Path_) -> Mark:
+        """Position of the key at ``path`` (or of the value when it has no key)."""
+        return self.key_marks.get(path) or self.mark_of(path)
+
+    def problem(self, path: Path_, message: str, severity: str = "error", *, at_key: bool = False) -> Problem:
+        line, col = self.key_mark_of(path) if at_key else self.mark_of(path)
+        return Problem(self.file, line, col, format_path(path), message, severity)
 
 
 def load_yaml(path: Path) -> tuple[SourceDoc | None, list[Problem]]:
@@ -66,16 +91,17 @@ def load_yaml(path: Path) -> tuple[SourceDoc | None, list[Problem]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(name, 1, "", f"cannot read file: {exc}")]
+        return None, [Problem(name, 1, 1, "", f"cannot read file: {exc}")]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        return None, [Problem(name, line, "", f"not valid YAML: {exc.problem}")]
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        return None, [Problem(name, line, col, "", f"not valid YAML: {exc.problem}")]
     except yaml.YAMLError as exc:
-        return None, [Problem(name, 1, "", f"not valid YAML: {exc}")]
+        return None, [Problem(name, 1, 1, "", f"not valid YAML: {exc}")]
     if node is None:
-        return None, [Problem(name, 1, "", "file is empty; see overrides/ for an example")]
+        return None, [Problem(name, 1, 1, "", "file is empty; see overrides/ for an example")]
     doc = SourceDoc(file=name, data=None)
     problems: list[Problem] = []
     doc.data = _convert(node, (), doc, problems)
@@ -85,30 +111,36 @@ def load_yaml(path: Path) -> tuple[SourceDoc | None, list[Problem]]:
 _constructor = yaml.constructor.SafeConstructor()
 
 
+def _mark(node: yaml.Node) -> Mark:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
 def _convert(node: yaml.Node, path: Path_, doc: SourceDoc, problems: list[Problem]) -> Any:
-    doc.lines[path] = node.start_mark.line + 1
+    doc.marks[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
+        doc.containers.add(path)
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = _constructor.construct_object(key_node)
+            line, col = _mark(key_node)
             if not isinstance(key, str):
-                problems.append(
-                    Problem(doc.file, key_node.start_mark.line + 1, format_path(path), f"key {key!r} must be text")
-                )
+                problems.append(Problem(doc.file, line, col, format_path(path), f"key {key!r} must be text"))
                 key = str(key)
             if key in out:
                 problems.append(
                     Problem(
                         doc.file,
-                        key_node.start_mark.line + 1,
+                        line,
+                        col,
                         format_path((*path, key)),
                         "duplicate key; YAML would silently keep only the last one",
                     )
                 )
-            doc.key_lines[(*path, key)] = key_node.start_mark.line + 1
+            doc.key_marks[(*path, key)] = (line, col)
             out[key] = _convert(value_node, (*path, key), doc, problems)
         return out
     if isinstance(node, yaml.SequenceNode):
+        doc.containers.add(path)
         return [_convert(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
     value = _constructor.construct_object(node)
@@ -116,7 +148,8 @@ def _convert(node: yaml.Node, path: Path_, doc: SourceDoc, problems: list[Proble
         doc.plain_scalars[path] = node.value
         trap = _trap(node, value)
         if trap:
-            problems.append(Problem(doc.file, node.start_mark.line + 1, format_path(path), trap))
+            line, col = _mark(node)
+            problems.append(Problem(doc.file, line, col, format_path(path), trap))
     return value
 
 
