@@ -27,17 +27,21 @@ def main() -> int:
     flags = json.loads((Path(__file__).parent / "cdk.json").read_text())["context"]
     app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", "cdk.out"), analytics_reporting=False, context=flags)
     overrides = Path(app.node.try_get_context("overrides") or os.environ.get("VEND_OVERRIDES") or "overrides")
-    only_client = app.node.try_get_context("client") or os.environ.get("VEND_CLIENT")
+    # One client or a comma-separated list (`vend diff` synthesizes only the clients a change
+    # affects); a list naming no client (",") builds only the MSP side.
+    only = app.node.try_get_context("client") or os.environ.get("VEND_CLIENT")
+    only_clients = {name.strip() for name in only.split(",") if name.strip()} if only else None
     portfolio, problems = load_portfolio(overrides)
     for problem in problems:
         print(problem, file=sys.stderr)
     if portfolio is None:
         print(f"vend: {len(problems)} problem(s) in {overrides}; nothing synthesized", file=sys.stderr)
         return 2
-    if only_client and only_client not in {c.client for c in portfolio.clients}:
-        print(f"vend: no client {only_client!r} in {overrides}", file=sys.stderr)
+    unknown = sorted((only_clients or set()) - {c.client for c in portfolio.clients})
+    if unknown:
+        print(f"vend: no client {', '.join(map(repr, unknown))} in {overrides}", file=sys.stderr)
         return 2
-    build_app(app, portfolio, only_client=only_client)
+    build_app(app, portfolio, only_client=only_clients)
     app.synth()
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from aws_cdk import App, Environment, LegacyStackSynthesizer, Tags
 
 from baseline.central_logging import LogWriter
@@ -19,9 +21,11 @@ from stacks.log_archive import LogArchiveStack
 CLIENT_TAG = "vend:client"
 
 
-def build_app(app: App, portfolio: Portfolio, *, only_client: str | None = None) -> None:
+def build_app(app: App, portfolio: Portfolio, *, only_client: str | Collection[str] | None = None) -> None:
     """Add the portfolio's stacks to ``app``. The MSP-side stack always covers every client,
-    because its policies must let every client write, even when one client is selected."""
+    because its policies must let every client write, even when one client is selected.
+    ``only_client`` is one client or a collection of them (empty: only the MSP side)."""
+    selected = None if only_client is None else {only_client} if isinstance(only_client, str) else set(only_client)
     defaults = portfolio.defaults
     logs = central_logging(defaults)
     writers = [
@@ -42,7 +46,7 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | None = None)
     )
     Tags.of(archive).add("vend:managed-by", "vend")
     for client in portfolio.clients:
-        if only_client and client.client != only_client:
+        if selected is not None and client.client not in selected:
             continue
         baseline = client_baseline(client, defaults)
         # Client accounts are never CDK-bootstrapped: no assets, no bootstrap roles.
