@@ -18,10 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from baseline.portfolio import Portfolio, load_portfolio, render_schema
-from baseline.spec import LOG_ARCHIVE_STACK_NAME
-from scripts.assembly import AssemblyError, StackArtifact, read_assembly
+from scripts.assembly import read_assembly
 from scripts.aws import AssumeRoleError, AwsAccess
-from scripts.deploy import Target, TargetResult, deploy_targets
+from scripts.deploy import RolloutOptions, StackOptions, TargetResult, run_rollout
+from scripts.deploy_cmd import (
+    DEFAULT_CONCURRENCY,
+    add_deploy_arguments,
+    add_faults_argument,
+    build_targets,
+    deploy_command,
+    load_faults,
+    positive_int,
+)
 from scripts.drift import drift_portfolio
 from scripts.report import deploy_line, deploy_summary, render_drift
 from scripts.synth import synthesize
@@ -117,37 +125,25 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return code
 
 
-def build_targets(
-    portfolio: Portfolio, stacks: Sequence[StackArtifact], clients: Sequence[str]
-) -> tuple[Target | None, list[Target]]:
-    """Group the assembly's stacks into the MSP-side target and one target per client."""
-    la = portfolio.defaults.log_archive
-    msp_stacks = tuple(s for s in stacks if s.stack_name == LOG_ARCHIVE_STACK_NAME)
-    first = (
-        Target(name="msp-log-archive", role_arn=la.deploy_role_arn, external_id=la.external_id, stacks=msp_stacks)
-        if msp_stacks
-        else None
-    )
-    targets = []
-    for name in clients:
-        c = portfolio.client(name)
-        own = tuple(s for s in stacks if s.tags.get(CLIENT_TAG) == name)
-        targets.append(Target(name=name, role_arn=c.deploy_role_arn, external_id=c.external_id, stacks=own))
-    return first, targets
-
-
 def run_deploy(
-    access: AwsAccess, portfolio: Portfolio, assembly: Path, clients: Sequence[str], concurrency: int
+    access: AwsAccess,
+    portfolio: Portfolio,
+    assembly: Path,
+    clients: Sequence[str],
+    concurrency: int,
+    *,
+    poll_s: float = 2.0,
 ) -> list[TargetResult]:
-    stacks = read_assembly(assembly)
-    first, targets = build_targets(portfolio, stacks, clients)
-    return deploy_targets(
+    """Deploy with default rollout options, one status line per target (the demo's deploy)."""
+    first, targets = build_targets(portfolio, read_assembly(assembly), clients)
+    report = run_rollout(
         access,
         first=first,
         targets=targets,
-        concurrency=concurrency,
+        options=RolloutOptions(concurrency=concurrency, stack=StackOptions(poll_s=poll_s)),
         on_result=lambda r: print(deploy_line(r), flush=True),
     )
+    return list(report.results)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -163,13 +159,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         code = synthesize(args.overrides, assembly, quiet=True)
         if code != 0:
             return code
-    try:
-        results = run_deploy(_access(args), portfolio, assembly, clients, args.concurrency)
-    except AssemblyError as exc:
-        _err(str(exc))
-        return EXIT_INVALID
-    print(deploy_summary(results))
-    return EXIT_OK if all(r.outcome == "OK" for r in results) else EXIT_FAILED
+    return deploy_command(args, _access(args), portfolio, assembly, clients)
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -179,7 +169,24 @@ def cmd_drift(args: argparse.Namespace) -> int:
     clients = _select(portfolio, args.clients, args.all)
     if clients is None:
         return EXIT_INVALID
-    report = drift_portfolio(_access(args), portfolio, clients, concurrency=args.concurrency)
+    access = _access(args)
+    with tempfile.TemporaryDirectory(prefix="vend-drift-") as tmp:
+        assembly = args.assembly
+        if assembly is None:
+            # The current code and overrides, to tell OUTDATED stacks from drifted ones.
+            assembly = Path(tmp) / "cdk.out"
+            if synthesize(args.overrides, assembly, validation=False, quiet=True) != 0:
+                _err("synthesis failed: deployed templates are not compared (OUTDATED not checked)")
+                assembly = None
+        report = drift_portfolio(access, portfolio, clients, concurrency=args.concurrency, assembly=assembly)
+        if args.remediate:
+            from scripts.remediate import actions_table, remediate_portfolio
+
+            actions = remediate_portfolio(access, portfolio, report, assembly=assembly, concurrency=args.concurrency)
+            # The remediation log goes to stderr: stdout stays the (re-checked) report in --format.
+            print(actions_table(actions), file=sys.stderr if args.format != "table" else sys.stdout, flush=True)
+            report = drift_portfolio(access, portfolio, clients, concurrency=args.concurrency, assembly=assembly)
+            report.remediation = [a.to_dict() for a in actions]
     print(render_drift(report, args.format))
     return report.exit_code()
 
@@ -221,8 +228,13 @@ def cmd_credentials(args: argparse.Namespace) -> int:
 def cmd_emulator(args: argparse.Namespace) -> int:
     from scripts.emulator.server import Emulator
 
-    emulator = Emulator()
+    faults, code = load_faults(args.faults)
+    if code != EXIT_OK:
+        return code
+    emulator = Emulator(faults)
     emulator.start(host=args.host, port=args.port, log_requests=args.verbose)
+    if faults is not None:
+        print(f"faults: {len(faults.rules)} rule(s), {len(faults.stacks)} preset stack(s) from {args.faults}")
     print(f"vend emulator ready at {emulator.url}  (export AWS_ENDPOINT_URL={emulator.url})", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -241,6 +253,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     portfolio = _load(args.overrides)
     if portfolio is None:
         return EXIT_INVALID
+    faults, code = load_faults(args.faults)
+    if code != EXIT_OK:
+        return code
     # The emulator accepts any credentials; set harmless ones so no real profile is touched.
     for key, value in (("AWS_ACCESS_KEY_ID", "vend-demo"), ("AWS_SECRET_ACCESS_KEY", "vend-demo")):
         os.environ[key] = value
@@ -249,9 +264,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     clients = [c.client for c in portfolio.clients]
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="vend-demo-") as tmp, Emulator().start(port=args.port) as emulator:
+    with tempfile.TemporaryDirectory(prefix="vend-demo-") as tmp, Emulator(faults).start(port=args.port) as emulator:
         access = AwsAccess(endpoint_url=emulator.url)
-        print(f"== emulator at {emulator.url}")
+        print(f"== emulator at {emulator.url}" + (f" with faults from {args.faults}" if faults else ""))
         print(f"== 1/4 synthesize {len(clients)} clients")
         assembly = Path(tmp) / "cdk.out"
         code = synthesize(args.overrides, assembly, quiet=True)
@@ -267,7 +282,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         again = run_deploy(access, portfolio, assembly, clients, args.concurrency)
         print(deploy_summary(again))
         print("== 4/4 drift: live checks of every control in every client account")
-        report = drift_portfolio(access, portfolio, clients, concurrency=args.concurrency)
+        report = drift_portfolio(access, portfolio, clients, concurrency=args.concurrency, assembly=assembly)
         print(render_drift(report, "table"))
     print(f"== demo finished in {time.monotonic() - started:.1f}s")
     return report.exit_code()
@@ -310,13 +325,27 @@ def parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, parents=[common], help=helptext)
         s.add_argument("clients", nargs="*")
         s.add_argument("--all", action="store_true", help="every client in the portfolio")
-        s.add_argument("--concurrency", type=int, default=8, help="clients in parallel (default 8)")
+        s.add_argument(
+            "--concurrency",
+            type=positive_int,
+            default=DEFAULT_CONCURRENCY,
+            help=f"clients in parallel (default {DEFAULT_CONCURRENCY}; a client's regions run in parallel too)",
+        )
         s.set_defaults(func=func)
         if name == "deploy":
             s.add_argument("--output", type=Path, default=Path("cdk.out"), help="where to synthesize")
             s.add_argument("--assembly", type=Path, help="deploy an existing cloud assembly instead of synthesizing")
+            add_deploy_arguments(s)
         else:
-            s.add_argument("--format", choices=["table", "json", "markdown"], default="table")
+            s.add_argument("--format", choices=["table", "json", "markdown", "html"], default="table")
+            s.add_argument(
+                "--assembly", type=Path, help="compare with this cloud assembly (default: synthesize the current code)"
+            )
+            s.add_argument(
+                "--remediate",
+                action="store_true",
+                help="bring DRIFTED, MISSING and OUTDATED controls back (CloudFormation where possible), check again",
+            )
 
     s = sub.add_parser("credentials", parents=[common], help="print shell exports for a deploy role")
     s.add_argument("client", help=f"a client, or {LOG_ARCHIVE_TARGET} for the MSP log-archive account")
@@ -326,13 +355,37 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=5000)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     s.add_argument("--verbose", action="store_true", help="log every API request")
+    add_faults_argument(s)
     s.set_defaults(func=cmd_emulator)
 
     s = sub.add_parser("demo", parents=[common], help="the main job end to end on the embedded emulator")
     s.add_argument("--port", type=int, default=0, help="emulator port (default: a free one)")
-    s.add_argument("--concurrency", type=int, default=8)
+    s.add_argument("--concurrency", type=positive_int, default=DEFAULT_CONCURRENCY)
+    add_faults_argument(s)
     s.set_defaults(func=cmd_demo)
+
+    _review_commands(sub, common)
     return p
+
+
+# --- review commands (issue 4: diff, show, new-client, reference) -----------------------
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from scripts.diff import main_diff
+
+    return main_diff(args.project, args.overrides, args.base, args.format, args.exit_zero)
+
+
+def _review_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    s = sub.add_parser(
+        "diff", parents=[common], help="what the working tree changes in client accounts, compared with a git ref"
+    )
+    s.add_argument("--base", help="git ref to compare with (default: the merge base of HEAD and main)")
+    s.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    s.add_argument("--exit-zero", action="store_true", help="exit 0 even when something changes (default: 1)")
+    s.add_argument("--project", type=Path, default=Path("."), help="project folder with app.py (default: .)")
+    s.set_defaults(func=cmd_diff)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
