@@ -377,6 +377,35 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return main_diff(args.project, args.overrides, args.base, args.format, args.exit_zero)
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from scripts.show import provenance, render
+
+    portfolio = _load(args.overrides)
+    if portfolio is None:
+        return EXIT_INVALID
+    if _select(portfolio, [args.client], False) is None:
+        return EXIT_INVALID
+    sys.stdout.write(render(provenance(portfolio, args.client), args.format))
+    return EXIT_OK
+
+
+def cmd_new_client(args: argparse.Namespace) -> int:
+    from scripts.scaffold import main_new_client
+
+    return main_new_client(
+        args.overrides,
+        args.slug,
+        args.account,
+        args.region,
+        args.regions,
+        args.engagement,
+        args.display_name,
+        args.budget,
+        args.notify,
+        args.profile,
+    )
+
+
 def _review_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     s = sub.add_parser(
         "diff", parents=[common], help="what the working tree changes in client accounts, compared with a git ref"
@@ -386,6 +415,23 @@ def _review_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], c
     s.add_argument("--exit-zero", action="store_true", help="exit 0 even when something changes (default: 1)")
     s.add_argument("--project", type=Path, default=Path("."), help="project folder with app.py (default: .)")
     s.set_defaults(func=cmd_diff)
+
+    s = sub.add_parser("show", parents=[common], help="a client's effective config and the layer that set each value")
+    s.add_argument("client")
+    s.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("new-client", parents=[common], help="write a valid, commented override file for a new client")
+    s.add_argument("slug", help="client slug, e.g. northwind (becomes overrides/<slug>.yaml)")
+    s.add_argument("--account", required=True, help="the client's 12-digit AWS account id")
+    s.add_argument("--region", required=True, help="home region (trail, MSP role, budget)")
+    s.add_argument("--regions", nargs="+", help="further regions where Config and GuardDuty run")
+    s.add_argument("--engagement", choices=["monitoring", "managed"], default="monitoring")
+    s.add_argument("--display-name")
+    s.add_argument("--budget", type=float, default=1000, help="monthly budget in USD (default 1000)")
+    s.add_argument("--notify", nargs="+", help="budget e-mail recipients (default from defaults.yaml)")
+    s.add_argument("--profile", nargs="+", help="rule packs from baseline/profiles/, e.g. hipaa")
+    s.set_defaults(func=cmd_new_client)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

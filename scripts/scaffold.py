@@ -1,0 +1,197 @@
+"""`vend new-client`: write a valid, commented override file for a new client.
+
+The file gets a fresh random ExternalId, the editor schema line, and only what differs
+from the MSP defaults. A slug or account id already in the portfolio is refused, and the
+written file is validated together with the rest of the portfolio (removed again if the
+portfolio would not validate), so what lands in a pull request is always valid.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from baseline.model import ACCOUNT_ID_PATTERN, SLUG_PATTERN
+from baseline.portfolio import load_portfolio
+from baseline.regions import COMMERCIAL_REGIONS
+from baseline.yamlsource import Problem
+
+DEPLOY_ROLE_NAME = "VendDeploy"
+
+
+@dataclass(frozen=True)
+class NewClient:
+    slug: str
+    account_id: str
+    home_region: str
+    regions: tuple[str, ...]
+    engagement: str = "monitoring"
+    display_name: str = ""
+    monthly_limit_usd: float = 1000
+    notify: tuple[str, ...] = ()
+    profiles: tuple[str, ...] = ()
+
+
+class ScaffoldError(Exception):
+    """The new client was refused; the message says why."""
+
+
+def new_external_id(slug: str) -> str:
+    """``<slug>-<16 random hex>``: unique per client, unguessable, valid for sts:ExternalId."""
+    return f"{slug}-{secrets.token_hex(8)}"
+
+
+def _existing(overrides: Path) -> dict[str, tuple[str, str]]:
+    """account id -> (slug, file) of every override file, read leniently."""
+    out: dict[str, tuple[str, str]] = {}
+    for f in sorted([*overrides.glob("*.yaml"), *overrides.glob("*.yml")]):
+        try:
+            data = yaml.load(f.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)  # everything as text
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("account_id"):
+            out[str(data["account_id"])] = (str(data.get("client", f.stem)), str(f))
+    return out
+
+
+def render(c: NewClient, external_id: str) -> str:
+    name = c.display_name or c.slug.replace("-", " ").title()
+    notify = (
+        f"\n  notify: [{', '.join(c.notify)}]"
+        if c.notify
+        else "\n  # notify: [ops@client.example]   # default: client_defaults.budget_notify"
+    )
+    profiles = (
+        f"profiles: [{', '.join(c.profiles)}]"
+        if c.profiles
+        else "# profiles: [hipaa]             # rule packs from baseline/profiles/"
+    )
+    limit = int(c.monthly_limit_usd) if float(c.monthly_limit_usd).is_integer() else c.monthly_limit_usd
+    return f"""# yaml-language-server: $schema=../baseline/override.schema.json
+# {name}: written by `vend new-client`; review every value, then open a pull request.
+# Only what differs from baseline/defaults.yaml belongs here (`vend show {c.slug}` prints the result).
+client: {c.slug}
+display_name: {json.dumps(name)}
+account_id: "{c.account_id}"          # quoted: YAML would read a bare number
+home_region: {c.home_region}              # trail, MSP role and budget live here
+regions: [{", ".join(c.regions)}]   # Config and GuardDuty run in each
+engagement: {c.engagement}               # monitoring: read-only MSP role; managed: scoped write
+access:
+  # The role the client's administrator creates for vend (see the next steps printed below).
+  deploy_role_arn: arn:aws:iam::{c.account_id}:role/{DEPLOY_ROLE_NAME}
+  external_id: {external_id}    # random, never reuse it for another client
+{profiles}
+budget:
+  monthly_limit_usd: {limit}
+  # thresholds_pct: [80, 100]       # default: client_defaults.budget_thresholds_pct{notify}
+# tags:
+#   required: [Owner, CostCenter, Environment]   # default: client_defaults.required_tags
+# exceptions:                       # a waived control needs a reason, an approver and an expiry
+#   - control: guardduty
+#     reason: the client's SOC runs its own detector (ticket SEC-123)
+#     approver: security-lead@msp.example
+#     expires: 2026-12-31
+"""
+
+
+def next_steps(c: NewClient, path: Path, external_id: str, msp_account: str) -> str:
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{msp_account}:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
+    return f"""wrote {path}
+
+next steps:
+  1. Onboarding: the client's administrator creates the role {DEPLOY_ROLE_NAME} in account {c.account_id}
+     with the permissions CloudFormation needs for the baseline (IAM, CloudTrail, Config, GuardDuty,
+     Budgets) and this trust policy (send the ExternalId over a separate channel):
+{_indent(json.dumps(trust, indent=2), 7)}
+  2. Pull request: git checkout -b onboard-{c.slug} && git add {path} && git commit -m "Onboard {c.slug}"
+     CI runs `vend validate` and posts `vend diff --format markdown` (new stacks, MSP bucket/key policy changes).
+  3. After merge: `vend deploy {c.slug}` (MSP side first, then the client), then `vend drift {c.slug}`.
+"""
+
+
+def _indent(text: str, n: int) -> str:
+    return "\n".join(" " * n + line for line in text.splitlines())
+
+
+def create(overrides: Path, c: NewClient) -> tuple[Path, str, list[Problem]]:
+    """Write ``overrides/<slug>.yaml``; return (path, external id, warnings). Raise ScaffoldError."""
+    if not re.match(SLUG_PATTERN, c.slug):
+        raise ScaffoldError(f"slug {c.slug!r} must be 3-32 lowercase letters, digits and dashes")
+    if not re.match(ACCOUNT_ID_PATTERN, c.account_id):
+        raise ScaffoldError(f"account {c.account_id!r} must be a 12-digit AWS account id")
+    for region in (c.home_region, *c.regions):
+        if region not in COMMERCIAL_REGIONS:
+            raise ScaffoldError(f"unknown region {region}")
+    if not overrides.is_dir():
+        raise ScaffoldError(f"{overrides} is not a directory")
+    path = overrides / f"{c.slug}.yaml"
+    existing = _existing(overrides)
+    if path.exists() or any(slug == c.slug for slug, _ in existing.values()):
+        raise ScaffoldError(f"client {c.slug} already exists ({path})")
+    if c.account_id in existing:
+        slug, file = existing[c.account_id]
+        raise ScaffoldError(f"account {c.account_id} already belongs to client {slug} ({file})")
+    external_id = new_external_id(c.slug)
+    path.write_text(render(c, external_id), encoding="utf-8")
+    portfolio, problems = load_portfolio(overrides)
+    mine = [p for p in problems if Path(p.file).resolve() == path.resolve()]
+    if portfolio is None:
+        path.unlink()
+        shown = mine or [p for p in problems if p.severity == "error"]
+        raise ScaffoldError("the new file would not validate:\n" + "\n".join(str(p) for p in shown))
+    return path, external_id, [p for p in mine if p.severity != "error"]
+
+
+def main_new_client(
+    overrides: Path,
+    slug: str,
+    account: str,
+    region: str,
+    regions: Sequence[str] | None,
+    engagement: str,
+    display_name: str | None,
+    budget: float,
+    notify: Sequence[str] | None,
+    profiles: Sequence[str] | None,
+) -> int:
+    import sys
+
+    all_regions = tuple(dict.fromkeys([region, *(regions or [])]))
+    c = NewClient(
+        slug=slug,
+        account_id=account,
+        home_region=region,
+        regions=all_regions,
+        engagement=engagement,
+        display_name=display_name or "",
+        monthly_limit_usd=budget,
+        notify=tuple(notify or ()),
+        profiles=tuple(profiles or ()),
+    )
+    try:
+        path, external_id, warnings = create(overrides, c)
+    except ScaffoldError as exc:
+        print(f"vend new-client: {exc}", file=sys.stderr)
+        return 2
+    for w in warnings:
+        print(w, file=sys.stderr)
+    portfolio, _ = load_portfolio(overrides)
+    msp = portfolio.defaults.msp.account_id if portfolio else "<MSP account id>"
+    print(next_steps(c, path, external_id, msp), end="")
+    return 0

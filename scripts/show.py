@@ -1,0 +1,186 @@
+"""`vend show CLIENT`: a client's effective config, and the layer that set each value.
+
+The layers are merged in this order, later wins: ``baseline/defaults.yaml`` -> each
+profile the client lists (in order) -> the client's own file. For every field of the
+effective config this names the last layer that wrote it, with file and line, so a
+reviewer can see at a glance whether a value is the MSP default, comes from ``hipaa``,
+or was set for this client. Values vend computes from several inputs (e.g. the log
+retention, the longest of defaults and profiles) name the layer whose value won.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from baseline.portfolio import DEFAULTS_FILE, PROFILES_DIR, Portfolio
+from baseline.yamlsource import SourceDoc, load_yaml
+
+P = tuple[str | int, ...]
+
+# Effective field -> where each layer writes it: (defaults path, profile path, client path).
+# None: that layer cannot set the field.
+FIELD_PATHS: dict[str, tuple[P | None, P | None, P | None]] = {
+    "client": (None, None, ("client",)),
+    "display_name": (None, None, ("display_name",)),
+    "account_id": (None, None, ("account_id",)),
+    "home_region": (None, None, ("home_region",)),
+    "regions": (None, None, ("regions",)),
+    "engagement": (None, None, ("engagement",)),
+    "deploy_role_arn": (None, None, ("access", "deploy_role_arn")),
+    "external_id": (None, None, ("access", "external_id")),
+    "profiles": (None, None, ("profiles",)),
+    "budget_limit_usd": (None, None, ("budget", "monthly_limit_usd")),
+    "budget_thresholds_pct": (("client_defaults", "budget_thresholds_pct"), None, ("budget", "thresholds_pct")),
+    "budget_notify": (("client_defaults", "budget_notify"), None, ("budget", "notify")),
+    "budget_forecast_thresholds_pct": (
+        ("client_defaults", "budget_forecast_thresholds_pct"),
+        None,
+        ("budget", "forecast_thresholds_pct"),
+    ),
+    "anomaly_threshold_usd": (("client_defaults", "anomaly_threshold_usd"), None, ("budget", "anomaly_threshold_usd")),
+    "required_tags": (("client_defaults", "required_tags"), None, ("tags", "required")),
+    "finding_publishing_frequency": (
+        ("client_defaults", "finding_publishing_frequency"),
+        None,
+        ("guardduty", "finding_publishing_frequency"),
+    ),
+    "guardduty_features": (("client_defaults", "guardduty_features"), None, ("guardduty", "features")),
+    "log_retention_days": (("log_archive", "retention_days"), ("log_retention_days",), None),
+    "trail_s3_data_events": (None, ("trail", "s3_data_events"), None),
+    "trail_cloudwatch_logs_days": (None, ("trail", "cloudwatch_logs_retention_days"), None),
+    "inherited": (None, None, ("inherited",)),
+    "exceptions": (None, None, ("exceptions",)),
+}
+
+
+@dataclass(frozen=True)
+class Origin:
+    layer: str  # default | profile:<name> | client | built-in | derived
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.layer} {self.file}:{self.line}" if self.file else self.layer
+
+
+def _get(data: Any, path: P) -> Any:
+    for part in path:
+        in_dict = isinstance(data, dict) and isinstance(part, str) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if not (in_dict or in_list):
+            return _MISSING
+        data = data[part]
+    return data
+
+
+_MISSING = object()
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+class _Layers:
+    """The parsed documents of one client's layers, in merge order."""
+
+    def __init__(self, client_file: Path, profiles: tuple[str, ...], defaults_file: Path, profiles_dir: Path) -> None:
+        self.docs: list[tuple[str, SourceDoc]] = []
+        for layer, path in (
+            ("default", defaults_file),
+            *((f"profile:{name}", profiles_dir / f"{name}.yaml") for name in profiles),
+            ("client", client_file),
+        ):
+            doc, _ = load_yaml(path)
+            if doc is not None:
+                doc.file = _display(path)
+                self.docs.append((layer, doc))
+
+    def origin(self, field_name: str, value: Any) -> Origin:
+        paths = FIELD_PATHS.get(field_name)
+        if paths is None:
+            return Origin("derived", "", 0)
+        d_path, p_path, c_path = paths
+        found: list[tuple[str, SourceDoc, P]] = []
+        for layer, doc in self.docs:
+            path = d_path if layer == "default" else c_path if layer == "client" else p_path
+            if path is not None and _get(doc.data, path) is not _MISSING:
+                found.append((layer, doc, path))
+        if not found:
+            return Origin("built-in", "", 0)  # no layer writes it: vend's own default
+        if field_name == "log_retention_days":  # the longest retention wins, not the last layer
+            found = [f for f in found if _get(f[1].data, f[2]) == value] or found
+        layer, doc, path = found[-1]
+        return Origin(layer, doc.file, doc.line_of(path))
+
+    def rule_origin(self, name: str) -> Origin:
+        """A Config rule comes from the defaults or the last profile that defines it."""
+        hit = Origin("derived", "", 0)
+        for layer, doc in self.docs:
+            if layer == "client":
+                continue
+            for i, rule in enumerate((doc.data or {}).get("config_rules") or []):
+                if isinstance(rule, dict) and rule.get("name") == name:
+                    hit = Origin(layer, doc.file, doc.line_of(("config_rules", i, "name")))
+        return hit
+
+
+def provenance(
+    portfolio: Portfolio,
+    client: str,
+    *,
+    defaults_file: Path = DEFAULTS_FILE,
+    profiles_dir: Path = PROFILES_DIR,
+) -> dict[str, Any]:
+    """``{"client": ..., "fields": {name: {"value", "layer", "source"}}}`` for one client."""
+    c = portfolio.client(client)
+    layers = _Layers(Path(c.source_file), c.profiles, defaults_file, profiles_dir)
+    data = c.model_dump(mode="json", exclude={"source_file"})
+    fields: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "config_rules":
+            rules = []
+            for rule in value:
+                o = layers.rule_origin(rule["name"])
+                rules.append({"value": rule, "layer": o.layer, "source": f"{o.file}:{o.line}" if o.file else ""})
+            fields[name] = rules
+            continue
+        o = layers.origin(name, getattr(c, name))
+        fields[name] = {"value": value, "layer": o.layer, "source": f"{o.file}:{o.line}" if o.file else ""}
+    return {"client": client, "file": _display(Path(c.source_file)), "fields": fields}
+
+
+def render_yaml(prov: dict[str, Any]) -> str:
+    """The effective config as YAML, each value followed by ``# layer file:line``."""
+    lines = [
+        f"# {prov['client']}: effective config = defaults -> profiles -> {prov['file']}",
+        "# each value is followed by the layer that set it",
+    ]
+
+    def note(entry: dict[str, Any]) -> str:
+        return f"  # {entry['layer']}" + (f" {entry['source']}" if entry["source"] else "")
+
+    for name, entry in prov["fields"].items():
+        if name == "config_rules":
+            lines.append(f"config_rules:  # {len(entry)} rule(s)")
+            for r in entry:
+                v = r["value"]
+                params = f" {json.dumps(v['parameters'])}" if v.get("parameters") else ""
+                lines.append(f"  - {v['name']} ({v['identifier']}, {v.get('scope', 'every')}){params}{note(r)}")
+            continue
+        value = entry["value"]
+        text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+        text = text.removesuffix("\n...").removesuffix("...").strip()
+        lines.append(f"{name}: {text}{note(entry)}")
+    return "\n".join(lines) + "\n"
+
+
+def render(prov: dict[str, Any], fmt: str) -> str:
+    return json.dumps(prov, indent=2) + "\n" if fmt == "json" else render_yaml(prov)
