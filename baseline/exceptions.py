@@ -147,11 +147,11 @@ def exception_problems(
                     close = difflib.get_close_matches(rule, known_rules, n=1, cutoff=0.6)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
                     out.append(((*base, "rules", j), f"unknown rule {rule!r}{hint}", "error"))
-        scope_regions: list[str | None] = list(e.regions or [None])
-        scope_rules: list[str | None] = list(e.rules or [None])
-        for region in scope_regions:
-            for rule in scope_rules:
-                key = (e.control, region, rule)
+        scope_regions: list[str | None] = [*e.regions] if e.regions else [None]
+        scope_rules: list[str | None] = [*e.rules] if e.rules else [None]
+        for scope_region in scope_regions:
+            for scope_rule in scope_rules:
+                key = (e.control, scope_region, scope_rule)
                 if key in seen:
                     out.append((base, f"{e.control} is waived twice for the same scope", "error"))
                 seen.add(key)
