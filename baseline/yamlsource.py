@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,8 @@ def _convert(node: yaml.Node, path: Path_, doc: SourceDoc, problems: list[Proble
         return [_convert(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
     value = _constructor.construct_object(node)
+    if isinstance(value, date | datetime):
+        return node.value  # dates stay text (ISO 8601); the model parses them where it expects one
     if node.style is None:  # plain (unquoted) scalar: YAML 1.1 may have converted it
         doc.plain_scalars[path] = node.value
         trap = _trap(node, value)

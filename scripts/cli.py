@@ -406,6 +406,13 @@ def cmd_new_client(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    from scripts.fieldref import render
+
+    sys.stdout.write(render())
+    return EXIT_OK
+
+
 def _review_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     s = sub.add_parser(
         "diff", parents=[common], help="what the working tree changes in client accounts, compared with a git ref"
@@ -432,6 +439,9 @@ def _review_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], c
     s.add_argument("--notify", nargs="+", help="budget e-mail recipients (default from defaults.yaml)")
     s.add_argument("--profile", nargs="+", help="rule packs from baseline/profiles/, e.g. hipaa")
     s.set_defaults(func=cmd_new_client)
+
+    s = sub.add_parser("reference", help="print the override file's field reference (docs/override-reference.md)")
+    s.set_defaults(func=cmd_reference)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,11 +24,11 @@ BAD = {
     "off-as-string": '9:16: access.external_id: unquoted off is read by YAML as the boolean false; write "off" in '
     "quotes if you mean the text, or true/false if you mean a boolean",
     "unknown-region": "5:22: regions[1]: unknown region us-west-9 (did you mean 'us-west-2'?)",
-    "too-many-tags": "16:3: tags.required: takes 1 to 6 tag keys (one required-tags rule)",
+    "too-many-tags": "16:3: tags.required: takes 1 to 30 tag keys",
     "external-id-spaces": "9:16: access.external_id: 'acme health 4b1d9e' must be 2-1224 characters of letters, "
     "digits and _+=,.@:/- (no spaces)",
     "unknown-key": "7:1: regoins: unknown key 'regoins' (did you mean 'regions'?); allowed keys: access, account_id, "
-    "budget, client, display_name, engagement, guardduty, home_region, profiles, regions, tags",
+    "budget, client, display_name, engagement, exceptions, guardduty, home_region, inherited, profiles, regions, tags",
     "bad-engagement": "6:13: engagement: 'manged' is not one of: monitoring, managed (did you mean 'managed'?)",
     "client-not-filename": "1:9: client: must equal the file name: the file is acme-health.yaml, "
     "so client: acme-health",
@@ -39,7 +39,23 @@ BAD = {
     "missing-budget": "1:1: (document): missing required key 'budget'",
     "bad-email": "14:12: budget.notify[0]: 'cloud-ops' must be an e-mail address such as ops@example.com",
     "not-yaml": "6:11: (document): not valid YAML: expected ',' or ']', but got ':'",
+    "duplicate-key": "17:1: display_name: duplicate key; YAML would silently keep only the last one",
+    "too-many-recipients": "14:3: budget.notify: takes at most 10 items",
+    "bad-role-arn": "8:20: access.deploy_role_arn: 'arn:aws:iam::111122223333:user/VendDeploy' must be an IAM role "
+    "ARN: arn:aws:iam::<12 digits>:role/<name>",
+    "external-id-short": "9:16: access.external_id: must be 2-1224 characters of letters, digits and _+=,.@:/- "
+    "(no spaces)",
+    # exceptions, validated as of TODAY
+    "exception-expired": "21:14: exceptions[0].expires: exception for guardduty expired on 2026-05-31; renew it "
+    "(new expiry and approval) or remove it to restore the control",
+    "exception-unknown-rule": "19:13: exceptions[0].rules[0]: unknown rule 'restricted-shh' "
+    "(did you mean 'restricted-ssh'?)",
+    "exception-other-region": "19:15: exceptions[0].regions[0]: eu-west-1 is not one of the client's regions "
+    "(us-east-1, us-west-2)",
+    "exception-boundary": "18:14: exceptions[0].control: 'permission-boundary' is not one of: cloudtrail, budget, "
+    "guardduty, config-rules, tag-rules",
 }
+TODAY = "2026-06-15"
 
 
 def test_example_overrides_are_valid() -> None:
@@ -54,7 +70,10 @@ def test_every_bad_fixture_is_covered() -> None:
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_file_reports_file_line_col_path_and_message(case: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_file_reports_file_line_col_path_and_message(
+    case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VEND_TODAY", TODAY)
     folder = FIXTURES / "bad" / case
     code = main(["validate", str(folder)])
     out = capsys.readouterr().out
