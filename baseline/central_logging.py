@@ -1,21 +1,32 @@
-"""Central logging (MSP side): the log-archive bucket and KMS key every client writes to.
+"""Central logging (MSP side): the log-archive buckets and KMS keys every client writes to.
 
 Enforces: SSE-KMS with a rotating key and S3 bucket keys, versioning, TLS only, public
-access blocked, bucket-owner-enforced object ownership, server access logs to a separate
-bucket, retention per client (the longest its profiles ask for), and RETAIN on stack
-deletion. The bucket and key policies are generated from the portfolio: each client's
-CloudTrail and Config can write only under that client's own ``AWSLogs/<account>/``
-prefix (``aws:SourceArn`` / ``aws:PrincipalArn`` conditions), and the key keeps the
-log-archive account's admin statement so it can never be locked. Tuned in defaults::
+access blocked, bucket-owner-enforced object ownership (the MSP owns every object), server
+access logs to a separate bucket, a lifecycle rule per retention class, and RETAIN on
+stack deletion.
+
+The bucket and key policies are generated from the portfolio and stay the same size
+whatever a client's settings: each policy lists the portfolio's account ids exactly once.
+
+* CloudTrail and Config (``cloudtrail.amazonaws.com``, ``config.amazonaws.com``) may write
+  only ``<class>/AWSLogs/${aws:SourceAccount}/*``: the policy variable binds the prefix to
+  the account the service acts for, and ``aws:SourceAccount`` must be a portfolio account.
+* CloudTrail may write only for the baseline trail (``aws:SourceArn``), may encrypt only for
+  it (``kms:EncryptionContext:aws:cloudtrail:arn``), and Config only under ``.../Config/``.
+* The key keeps the log-archive account's admin statement, so it can never be locked.
+
+Clients are spread over ``log_archive.shards`` buckets+keys by a consistent hash of their
+account id (:func:`baseline.spec.log_shard`). Tuned in defaults::
 
     log_archive:
-      retention_days: 400      # profiles (e.g. hipaa: 2190) may raise it per client
+      retention_days: 400      # profiles (e.g. hipaa: 2190) add longer retention classes
+      shards: 1                # one bucket fits ~1,300 clients under S3's 20 KB policy limit
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -24,64 +35,114 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from baseline._nag import acknowledge
-from baseline.spec import CONFIG_ROLE_NAME, KMS_ALIAS_NAME, TRAIL_NAME, CentralLogging
+from baseline.spec import CLOUDTRAIL_PRINCIPAL, CONFIG_PRINCIPAL, TRAIL_NAME, CentralLogging, retention_prefix
+
+WRITERS = [CLOUDTRAIL_PRINCIPAL, CONFIG_PRINCIPAL]
+SOURCE_ACCOUNT = "${aws:SourceAccount}"
+OWN_TRAIL_ARN = f"arn:aws:cloudtrail:*:{SOURCE_ACCOUNT}:trail/{TRAIL_NAME}"
 
 
-@dataclass(frozen=True)
-class LogWriter:
-    """One client account that delivers logs to the central bucket."""
+def bucket_statements(logs: CentralLogging, accounts: Sequence[str], retention_days: Sequence[int]) -> list[Any]:
+    """The writer statements of one shard's bucket policy (TLS-only comes from the bucket)."""
+    if not accounts:
+        return []
+    bucket = logs.bucket_arn
+    own_prefixes = [f"{bucket}/{retention_prefix(d)}/AWSLogs/{SOURCE_ACCOUNT}" for d in retention_days]
+    return [
+        {
+            "Sid": "PortfolioLogDelivery",
+            "Effect": "Allow",
+            "Principal": {"Service": WRITERS},
+            "Action": ["s3:GetBucketAcl", "s3:ListBucket", "s3:PutObject"],
+            "Resource": [bucket, *(f"{p}/*" for p in own_prefixes)],
+            "Condition": {"StringEquals": {"aws:SourceAccount": sorted(accounts)}},
+        },
+        {
+            "Sid": "CloudTrailOnlyTheBaselineTrail",
+            "Effect": "Deny",
+            "Principal": {"Service": CLOUDTRAIL_PRINCIPAL},
+            "Action": "s3:PutObject",
+            "Resource": f"{bucket}/*",
+            "Condition": {"ArnNotLike": {"aws:SourceArn": OWN_TRAIL_ARN}},
+        },
+        {
+            "Sid": "ConfigOnlyUnderConfig",
+            "Effect": "Deny",
+            "Principal": {"Service": CONFIG_PRINCIPAL},
+            "Action": "s3:PutObject",
+            "NotResource": [f"{p}/Config/*" for p in own_prefixes],
+        },
+    ]
 
-    client: str
-    account_id: str
-    home_region: str
-    retention_days: int
 
-    @property
-    def trail_arn(self) -> str:
-        return f"arn:aws:cloudtrail:{self.home_region}:{self.account_id}:trail/{TRAIL_NAME}"
-
-    @property
-    def config_role_arn(self) -> str:
-        return f"arn:aws:iam::{self.account_id}:role/{CONFIG_ROLE_NAME}"
+def key_statements(accounts: Sequence[str]) -> list[Any]:
+    """The writer statements of one shard's key policy (the admin statement comes from CDK)."""
+    if not accounts:
+        return []
+    return [
+        {
+            "Sid": "PortfolioLogEncryption",
+            "Effect": "Allow",
+            "Principal": {"Service": WRITERS},
+            "Action": ["kms:GenerateDataKey*", "kms:Decrypt", "kms:DescribeKey"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": sorted(accounts)}},
+        },
+        {
+            "Sid": "CloudTrailEncryptsOnlyForTheBaselineTrail",
+            "Effect": "Deny",
+            "Principal": {"Service": CLOUDTRAIL_PRINCIPAL},
+            "Action": "kms:GenerateDataKey*",
+            "Resource": "*",
+            "Condition": {"StringNotLike": {"kms:EncryptionContext:aws:cloudtrail:arn": OWN_TRAIL_ARN}},
+        },
+    ]
 
 
 class CentralLogArchive(Construct):
+    """One shard: a central bucket and its key, writable by the shard's client accounts."""
+
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
         logs: CentralLogging,
-        writers: Sequence[LogWriter],
-        default_retention_days: int,
+        accounts: Sequence[str],
+        retention_days: Sequence[int],
+        access_logs: s3.IBucket | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
             self,
             "Key",
-            alias=KMS_ALIAS_NAME,
-            description="vend central log encryption (CloudTrail and Config of every client)",
+            alias=logs.kms_alias_name,
+            description=f"vend central log encryption, shard {logs.shard} (CloudTrail and Config of clients)",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            bucket_name=f"{logs.bucket_name}-access",
-            # S3 server access logging cannot deliver to an SSE-KMS bucket.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(id="expire", expiration=Duration.days(default_retention_days))],
-        )
-        acknowledge(
-            self.access_logs,
-            "AwsSolutions-S1",
-            "This is the server access log bucket itself; logging it to itself would loop.",
-        )
+        if access_logs is None:
+            # Shard 0 owns the access log bucket; construct id "AccessLogs" is API (a retained,
+            # named bucket cannot be replaced).
+            owned = s3.Bucket(
+                self,
+                "AccessLogs",
+                bucket_name=f"{logs.bucket_name}-access",
+                encryption=s3.BucketEncryption.S3_MANAGED,
+                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                enforce_ssl=True,
+                versioned=True,
+                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+                removal_policy=RemovalPolicy.RETAIN,
+                lifecycle_rules=[s3.LifecycleRule(id="expire", expiration=Duration.days(max(retention_days)))],
+            )
+            acknowledge(
+                owned,
+                "AwsSolutions-S1",
+                "This is the server access log bucket itself; logging it to itself would loop.",
+            )
+            access_logs = owned
+        self.access_logs = access_logs
         self.bucket = s3.Bucket(
             self,
             "Logs",
@@ -93,96 +154,20 @@ class CentralLogArchive(Construct):
             enforce_ssl=True,
             versioned=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_logs,
-            server_access_logs_prefix="central-logs/",
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="central-logs/" if logs.shard == 0 else f"central-logs-{logs.shard}/",
             removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[
                 s3.LifecycleRule(
-                    id=f"retain-{w.client}",
-                    prefix=f"AWSLogs/{w.account_id}/",
-                    expiration=Duration.days(w.retention_days),
+                    id=retention_prefix(days),
+                    prefix=f"{retention_prefix(days)}/",
+                    expiration=Duration.days(days),
                     noncurrent_version_expiration=Duration.days(30),
                 )
-                for w in writers
-            ]
-            or [s3.LifecycleRule(id="retain-default", expiration=Duration.days(default_retention_days))],
+                for days in retention_days
+            ],
         )
-        self._grant_writers(writers)
-
-    def _grant_writers(self, writers: Sequence[LogWriter]) -> None:
-        if not writers:
-            return
-        cloudtrail = iam.ServicePrincipal("cloudtrail.amazonaws.com")
-        trail_arns = [w.trail_arn for w in writers]
-        config_roles = [w.config_role_arn for w in writers]
-        accounts = [iam.AccountPrincipal(w.account_id) for w in writers]
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudTrailAclCheck",
-                principals=[cloudtrail],
-                actions=["s3:GetBucketAcl"],
-                resources=[self.bucket.bucket_arn],
-                conditions={"StringEquals": {"aws:SourceArn": trail_arns}},
-            )
-        )
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="ConfigBucketCheck",
-                principals=accounts,
-                actions=["s3:GetBucketAcl", "s3:ListBucket"],
-                resources=[self.bucket.bucket_arn],
-                conditions={"ArnEquals": {"aws:PrincipalArn": config_roles}},
-            )
-        )
-        for w in writers:
-            # One statement per client and service: the prefix and the writer are bound together.
-            self.bucket.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid=f"CloudTrailWrite{w.account_id}",
-                    principals=[cloudtrail],
-                    actions=["s3:PutObject"],
-                    resources=[self.bucket.arn_for_objects(f"AWSLogs/{w.account_id}/*")],
-                    conditions={
-                        "StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceArn": w.trail_arn}
-                    },
-                )
-            )
-            self.bucket.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid=f"ConfigWrite{w.account_id}",
-                    principals=[iam.AccountPrincipal(w.account_id)],
-                    actions=["s3:PutObject"],
-                    resources=[self.bucket.arn_for_objects(f"AWSLogs/{w.account_id}/Config/*")],
-                    conditions={
-                        "StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control"},
-                        "ArnEquals": {"aws:PrincipalArn": w.config_role_arn},
-                    },
-                )
-            )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudTrailEncryptOwnTrailOnly",
-                principals=[cloudtrail],
-                actions=["kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": trail_arns}},
-            )
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudTrailDescribeKey",
-                principals=[cloudtrail],
-                actions=["kms:DescribeKey"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceArn": trail_arns}},
-            )
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="ConfigRolesEncrypt",
-                principals=accounts,
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                resources=["*"],
-                conditions={"ArnEquals": {"aws:PrincipalArn": config_roles}},
-            )
-        )
+        for statement in bucket_statements(logs, accounts, retention_days):
+            self.bucket.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
+        for statement in key_statements(accounts):
+            self.key.add_to_resource_policy(iam.PolicyStatement.from_json(statement))

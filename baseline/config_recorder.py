@@ -15,21 +15,18 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from baseline._nag import acknowledge
-from baseline.spec import CentralLogging, ConfigRoleSpec, DeliveryChannelSpec, RecorderSpec
+from baseline.spec import ConfigRoleSpec, DeliveryChannelSpec, RecorderSpec
 
 
 class ConfigRecorderRole(Construct):
-    """The role AWS Config assumes to read resources and write to the central bucket."""
+    """The role AWS Config assumes to read the account's resources.
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        spec: ConfigRoleSpec,
-        logs: CentralLogging,
-        boundary_arn: str,
-    ) -> None:
+    It has no S3 or KMS permission: the central bucket lives in the MSP's log-archive
+    account and grants ``config.amazonaws.com`` (with ``aws:SourceAccount``), which is how
+    AWS Config delivers across accounts when its role is not granted.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, spec: ConfigRoleSpec, boundary_arn: str) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.CfnRole(
             self,
@@ -50,39 +47,6 @@ class ConfigRecorderRole(Construct):
             },
             managed_policy_arns=list(spec.managed_policy_arns),
             permissions_boundary=boundary_arn,
-            policies=[
-                iam.CfnRole.PolicyProperty(
-                    policy_name="deliver-to-central-bucket",
-                    policy_document={
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "WriteOwnPrefixOnly",
-                                "Effect": "Allow",
-                                "Action": "s3:PutObject",
-                                "Resource": Fn.sub(
-                                    f"arn:${{AWS::Partition}}:s3:::{logs.bucket_name}/AWSLogs/${{AWS::AccountId}}/Config/*"
-                                ),
-                                "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}},
-                            },
-                            {
-                                "Sid": "CheckBucket",
-                                "Effect": "Allow",
-                                "Action": ["s3:GetBucketAcl", "s3:ListBucket"],
-                                "Resource": Fn.sub(f"arn:${{AWS::Partition}}:s3:::{logs.bucket_name}"),
-                            },
-                            {
-                                "Sid": "EncryptWithCentralKey",
-                                "Effect": "Allow",
-                                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-                                "Resource": Fn.sub(
-                                    f"arn:${{AWS::Partition}}:kms:{logs.region}:{logs.account_id}:key/*"
-                                ),
-                            },
-                        ],
-                    },
-                )
-            ],
         )
         acknowledge(
             self.role,
@@ -90,17 +54,6 @@ class ConfigRecorderRole(Construct):
             "AWS_ConfigRole is the AWS-maintained policy for Config recorders; AWS adds "
             "new resource types to it, which a hand-written copy would miss.",
             findings=[f"Policy::{arn}" for arn in spec.managed_policy_arns],
-        )
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5",
-            "Config writes objects with generated names under this account's own "
-            "AWSLogs/<account>/Config/ prefix, and the central key's id is only known in the "
-            "log-archive account: the wildcards are limited to that prefix and that account.",
-            findings=[
-                f"Resource::arn:<AWS::Partition>:s3:::{logs.bucket_name}/AWSLogs/<AWS::AccountId>/Config/*",
-                f"Resource::arn:<AWS::Partition>:kms:{logs.region}:{logs.account_id}:key/*",
-            ],
         )
 
 
@@ -131,6 +84,9 @@ class ConfigRecorder(Construct):
             "DeliveryChannel",
             name=delivery.name,
             s3_bucket_name=delivery.bucket_name,
+            # <retention class>/AWSLogs/<account>/Config/...: the central bucket's lifecycle
+            # rule for the class keeps the snapshots as long as the client's profiles ask.
+            s3_key_prefix=delivery.s3_key_prefix,
             config_snapshot_delivery_properties=config.CfnDeliveryChannel.ConfigSnapshotDeliveryPropertiesProperty(
                 delivery_frequency=delivery.frequency
             ),

@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from baseline.exceptions import ControlException
+
 ACCOUNT_ID_PATTERN = r"^[0-9]{12}$"
 REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]$"
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
@@ -27,8 +29,9 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:/=+@ -]+$"  # length 1-128 set on the field
 CONFIG_RULE_NAME_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 
-# The AWS managed rule REQUIRED_TAGS takes tag1Key..tag6Key.
+# The AWS managed rule REQUIRED_TAGS takes tag1Key..tag6Key: more keys are split over several rules.
 MAX_TAG_KEYS_PER_RULE = 6
+MAX_REQUIRED_TAG_KEYS = 30
 # A budget notification takes at most 10 e-mail subscribers.
 MAX_BUDGET_EMAILS = 10
 
@@ -92,6 +95,11 @@ ExternalId = Annotated[
 ]
 Engagement = Literal["monitoring", "managed"]
 FindingFrequency = Literal["FIFTEEN_MINUTES", "ONE_HOUR", "SIX_HOURS"]
+ThresholdPct = Annotated[int, Field(ge=1, le=1000)]
+# The retention periods CloudWatch Logs accepts.
+LogGroupRetention = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+]
 
 
 class _Strict(BaseModel):
@@ -129,6 +137,21 @@ class BudgetOverride(_Strict):
         max_length=MAX_BUDGET_EMAILS,
         description="Recipients of the budget notifications. Default from defaults.yaml.",
     )
+    forecast_thresholds_pct: list[ThresholdPct] | None = Field(
+        default=None,
+        max_length=10,
+        description="Percentages of the limit that notify when the FORECASTED month-end cost crosses them. "
+        "Default from defaults.yaml.",
+        examples=[[100]],
+    )
+    anomaly_threshold_usd: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="Cost Anomaly Detection alerts when an anomaly's total impact reaches this many USD. "
+        "Default from defaults.yaml.",
+        examples=[100],
+    )
 
 
 class TagsOverride(_Strict):
@@ -136,19 +159,81 @@ class TagsOverride(_Strict):
 
     required: list[TagKey] = Field(
         min_length=1,
-        max_length=MAX_TAG_KEYS_PER_RULE,
-        description=f"Required tag keys; the managed rule takes at most {MAX_TAG_KEYS_PER_RULE}.",
+        max_length=MAX_REQUIRED_TAG_KEYS,
+        description=f"Required tag keys; the managed rule takes {MAX_TAG_KEYS_PER_RULE} per rule, so more keys "
+        "become several rules (vend-required-tags, vend-required-tags-2, ...).",
         examples=[["Owner", "CostCenter", "Environment"]],
-        json_schema_extra={"x-error": f"takes 1 to {MAX_TAG_KEYS_PER_RULE} tag keys (one required-tags rule)"},
+        json_schema_extra={"x-error": f"takes 1 to {MAX_REQUIRED_TAG_KEYS} tag keys"},
+    )
+
+
+class GuardDutyFeatures(_Strict):
+    """GuardDuty protection plans, each on or off. Unset keys keep the default from defaults.yaml."""
+
+    s3_data_events: bool | None = Field(default=None, description="S3 Protection (S3_DATA_EVENTS).")
+    eks_audit_logs: bool | None = Field(default=None, description="EKS Protection (EKS_AUDIT_LOGS).")
+    ebs_malware_protection: bool | None = Field(
+        default=None, description="Malware Protection for EC2 (EBS_MALWARE_PROTECTION)."
+    )
+    rds_login_events: bool | None = Field(default=None, description="RDS Protection (RDS_LOGIN_EVENTS).")
+    runtime_monitoring: bool | None = Field(
+        default=None, description="Runtime Monitoring (RUNTIME_MONITORING) with GuardDuty-managed agents."
     )
 
 
 class GuardDutyOverride(_Strict):
     """GuardDuty detector settings."""
 
-    finding_publishing_frequency: FindingFrequency = Field(
-        description="How often GuardDuty publishes updated findings.", examples=["SIX_HOURS"]
+    finding_publishing_frequency: FindingFrequency | None = Field(
+        default=None, description="How often GuardDuty publishes updated findings.", examples=["SIX_HOURS"]
     )
+    features: GuardDutyFeatures | None = Field(default=None, description="Protection plans to turn on or off.")
+
+
+InheritedAction = Literal["adopt", "replace"]
+#: One action for every region, or one per region (regions not named: vend deploys its own).
+RegionalInheritedAction = InheritedAction | dict[Region, InheritedAction]
+
+
+class InheritedOverride(_Strict):
+    """What vend does with a resource the account already had before onboarding.
+
+    AWS allows one Config recorder, one delivery channel and one GuardDuty detector per
+    account and region, so deploying the baseline next to an existing one fails. The
+    preflight before every deploy finds them; this setting decides, per control (and per
+    region, for the regional ones)::
+
+        inherited:
+          config_recorder: {us-east-1: adopt}   # keep it there; drift checks it against the baseline
+          config_delivery_channel: {us-east-1: adopt}
+          guardduty_detector: replace           # every region: delete it; vend deploys its own
+          cloudtrail: adopt                     # keep the account's trail instead of vend-baseline
+
+    ``adopt`` keeps the resource (the stack creates none there) and drift checks it against
+    the baseline; ``replace`` deletes it before the deploy: the reviewed override is the
+    consent. Unset while one exists: the client's deploy stops with a message naming this.
+    """
+
+    config_recorder: RegionalInheritedAction | None = Field(
+        default=None, description="An existing Config recorder: adopt (keep, check) or replace (delete)."
+    )
+    config_delivery_channel: RegionalInheritedAction | None = Field(
+        default=None, description="An existing Config delivery channel: adopt (keep, check) or replace (delete)."
+    )
+    guardduty_detector: RegionalInheritedAction | None = Field(
+        default=None, description="An existing GuardDuty detector: adopt (keep, check) or replace (delete)."
+    )
+    cloudtrail: InheritedAction | None = Field(
+        default=None,
+        description="Existing trails: adopt (keep one as the baseline trail, check it) or replace (delete them).",
+    )
+
+    def action(self, setting: str, region: str) -> InheritedAction | None:
+        """The action for ``setting`` (e.g. ``config_recorder``) in ``region``, or None."""
+        value = getattr(self, setting)
+        if isinstance(value, dict):
+            return value.get(region)
+        return value  # type: ignore[no-any-return]
 
 
 class ClientOverride(_Strict):
@@ -160,7 +245,12 @@ class ClientOverride(_Strict):
         examples=["acme-health"],
         json_schema_extra={"x-error": "must be a slug of 3-32 lowercase letters, digits and dashes"},
     )
-    display_name: str = Field(min_length=1, max_length=128, examples=["Acme Health"])
+    display_name: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Human-readable client name, used in stack descriptions and reports.",
+        examples=["Acme Health"],
+    )
     account_id: AccountId
     home_region: Region = Field(description="Region of the client's global resources (trail, role, budget).")
     regions: list[Region] = Field(
@@ -176,6 +266,14 @@ class ClientOverride(_Strict):
     budget: BudgetOverride
     tags: TagsOverride | None = None
     guardduty: GuardDutyOverride | None = None
+    inherited: InheritedOverride | None = Field(
+        default=None, description="What to do with resources the account had before onboarding (preflight)."
+    )
+    # issue 4: the only way to waive (part of) a control; see baseline/exceptions.py
+    exceptions: list[ControlException] = Field(
+        default_factory=list,
+        description="Waived controls, each with reason, approver and expiry (validation fails after it).",
+    )
 
 
 # --- MSP-wide defaults and profiles ---------------------------------------------------------
@@ -217,15 +315,25 @@ class LogArchive(_Strict):
     external_id: ExternalId | None = None
     bucket_name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     retention_days: int = Field(ge=1, le=36500)
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Central log buckets (and keys): clients are spread over them by a jump consistent hash of "
+        "their account id, so raising the number moves only the clients that land on the new shard.",
+    )
 
 
 class ClientDefaults(_Strict):
     """Values a client gets unless its override says otherwise."""
 
     budget_thresholds_pct: list[Annotated[int, Field(ge=1, le=1000)]] = Field(min_length=1, max_length=10)
+    budget_forecast_thresholds_pct: list[ThresholdPct] = Field(default_factory=lambda: [100], max_length=10)
     budget_notify: list[Email] = Field(min_length=1, max_length=MAX_BUDGET_EMAILS)
-    required_tags: list[TagKey] = Field(min_length=1, max_length=MAX_TAG_KEYS_PER_RULE)
+    anomaly_threshold_usd: float = Field(default=100, gt=0, le=1_000_000)
+    required_tags: list[TagKey] = Field(min_length=1, max_length=MAX_REQUIRED_TAG_KEYS)
     finding_publishing_frequency: FindingFrequency
+    guardduty_features: GuardDutyFeatures = Field(default_factory=GuardDutyFeatures)
 
 
 class MspDefaults(_Strict):
@@ -237,12 +345,23 @@ class MspDefaults(_Strict):
     config_rules: list[ConfigRuleDef] = Field(min_length=1)
 
 
+class TrailProfile(_Strict):
+    """What a profile adds to the client's CloudTrail."""
+
+    s3_data_events: bool = Field(default=False, description="Log S3 object-level (data) events of every bucket.")
+    cloudwatch_logs_retention_days: LogGroupRetention | None = Field(
+        default=None,
+        description="Also deliver the trail to a CloudWatch Logs group kept this many days (for metric alarms).",
+    )
+
+
 class Profile(_Strict):
     """``baseline/profiles/<name>.yaml``: a rule pack for regulated clients."""
 
     description: str
     config_rules: list[ConfigRuleDef] = Field(default_factory=list)
     log_retention_days: int | None = Field(default=None, ge=1, le=36500)
+    trail: TrailProfile | None = None
 
 
 # --- the merged result ----------------------------------------------------------------------
@@ -268,3 +387,11 @@ class EffectiveClient(_Strict):
     config_rules: tuple[ConfigRuleDef, ...]
     log_retention_days: int
     source_file: str
+    # Added with the auditor-ready baseline; defaults keep older callers working.
+    budget_forecast_thresholds_pct: tuple[int, ...] = (100,)
+    anomaly_threshold_usd: float = 100
+    guardduty_features: GuardDutyFeatures = GuardDutyFeatures()
+    trail_s3_data_events: bool = False
+    trail_cloudwatch_logs_days: int | None = None
+    inherited: InheritedOverride = InheritedOverride()
+    exceptions: tuple[ControlException, ...] = ()  # issue 4

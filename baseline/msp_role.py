@@ -1,7 +1,9 @@
 """MSP role: the cross-account role MSP staff and automation use in the client account.
 
 Enforces: trust only in the MSP account's principals listed in defaults (matched on
-``aws:PrincipalArn``), the client's ``sts:ExternalId``, a bounded session, and the
+``aws:PrincipalArn``: Identity Center permission-set roles and the automation role), the
+client's ``sts:ExternalId``, a ``sts:SourceIdentity`` on every session (the engineer's name
+in the client's CloudTrail), a bounded session (``msp.max_session_hours``), and the
 permission boundary. Permissions follow the engagement::
 
     engagement: monitoring   # SecurityAudit + ViewOnlyAccess, read-only
@@ -46,6 +48,20 @@ OPERATIONS_ACTIONS: tuple[str, ...] = (
 
 
 def trust_policy(spec: MspRoleSpec) -> dict[str, Any]:
+    """Only the MSP's listed principals, with the client's ExternalId, naming the person.
+
+    ``sts:SetSourceIdentity`` must be allowed for a caller that sets (or already carries,
+    from an earlier hop) a source identity; requiring ``sts:SourceIdentity`` makes every
+    session's CloudTrail events in the client account name the MSP engineer or automation.
+    """
+    condition: dict[str, Any] = {
+        "StringEquals": {"sts:ExternalId": spec.external_id},
+        "ArnLike": {"aws:PrincipalArn": list(spec.principal_arns)},
+    }
+    actions: Any = "sts:AssumeRole"
+    if spec.require_source_identity:
+        condition["StringLike"] = {"sts:SourceIdentity": "?*"}
+        actions = ["sts:AssumeRole", "sts:SetSourceIdentity"]
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -53,11 +69,8 @@ def trust_policy(spec: MspRoleSpec) -> dict[str, Any]:
                 "Sid": "MspPrincipalsWithExternalId",
                 "Effect": "Allow",
                 "Principal": {"AWS": f"arn:aws:iam::{spec.msp_account_id}:root"},
-                "Action": "sts:AssumeRole",
-                "Condition": {
-                    "StringEquals": {"sts:ExternalId": spec.external_id},
-                    "ArnLike": {"aws:PrincipalArn": list(spec.principal_arns)},
-                },
+                "Action": actions,
+                "Condition": condition,
             }
         ],
     }

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +21,7 @@ import jsonschema
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 
+from baseline.exceptions import exception_problems
 from baseline.model import ClientOverride, EffectiveClient, MspDefaults, Profile
 from baseline.regions import COMMERCIAL_REGIONS
 from baseline.yamlsource import Problem, SourceDoc, format_path, load_yaml
@@ -84,8 +87,14 @@ def load_portfolio(
     *,
     defaults_file: Path = DEFAULTS_FILE,
     profiles_dir: Path = PROFILES_DIR,
+    today: date | None = None,
 ) -> tuple[Portfolio | None, list[Problem]]:
-    """Validate every file; return the portfolio only if there is no error."""
+    """Validate every file; return the portfolio only if there is no error.
+
+    ``today`` dates the exception expiry checks; default: ``VEND_TODAY`` (ISO date) if set,
+    else the current date (`vend diff` synthesizes its base side as of the base commit).
+    """
+    today = today or _today()
     paths = [overrides] if isinstance(overrides, Path) else list(overrides)
     problems: list[Problem] = []
     defaults = _load_model(defaults_file, MspDefaults, problems)
@@ -100,7 +109,8 @@ def load_portfolio(
             problems.append(Problem(str(p), 1, 1, "", "no such file or directory"))
     loaded: list[tuple[SourceDoc, ClientOverride]] = []
     for f in files:
-        doc, override = _load_override(f, profiles, problems)
+        default_rules = [r.name for r in defaults.config_rules] if defaults else []
+        doc, override = _load_override(f, profiles, problems, today=today, default_rules=default_rules)
         if doc is not None and override is not None:
             loaded.append((doc, override))
     problems.extend(_cross_file_problems(loaded))
@@ -109,6 +119,11 @@ def load_portfolio(
         return None, sorted(problems)
     clients = tuple(_effective(doc.file, o, defaults, profiles) for doc, o in loaded)
     return Portfolio(defaults=defaults, profiles=profiles, clients=clients), sorted(problems)
+
+
+def _today() -> date:
+    value = os.environ.get("VEND_TODAY")
+    return date.fromisoformat(value) if value else date.today()
 
 
 def effective_client(
@@ -138,7 +153,12 @@ def _load_model(path: Path, model: type[M], problems: list[Problem]) -> M | None
 
 
 def _load_override(
-    path: Path, profiles: dict[str, Profile], problems: list[Problem]
+    path: Path,
+    profiles: dict[str, Profile],
+    problems: list[Problem],
+    *,
+    today: date | None = None,
+    default_rules: Sequence[str] = (),
 ) -> tuple[SourceDoc | None, ClientOverride | None]:
     if path.suffix not in (".yaml", ".yml"):
         problems.append(Problem(str(path), 1, 1, "", "override files must end in .yaml"))
@@ -160,8 +180,20 @@ def _load_override(
         problems.extend(_pydantic_problems(doc, exc))
         return doc, None
     semantic = _semantic_problems(doc, override, profiles, path)
+    semantic += _exception_problems(doc, override, profiles, today or _today(), default_rules)
     problems.extend(semantic)
     return doc, (None if any(p.severity == "error" for p in semantic) else override)
+
+
+def _exception_problems(
+    doc: SourceDoc, o: ClientOverride, profiles: dict[str, Profile], today: date, default_rules: Sequence[str]
+) -> list[Problem]:
+    """Expired exceptions fail, those expiring within 30 days warn (baseline/exceptions.py)."""
+    rule_names = [*default_rules, *(r.name for p in o.profiles if p in profiles for r in profiles[p].config_rules)]
+    return [
+        doc.problem(path, message, severity)
+        for path, message, severity in exception_problems(o.exceptions, o.regions, rule_names, today)
+    ]
 
 
 def _semantic_problems(doc: SourceDoc, o: ClientOverride, profiles: dict[str, Profile], path: Path) -> list[Problem]:
@@ -352,9 +384,33 @@ def _effective(
         budget_notify=tuple(o.budget.notify or d.budget_notify),
         required_tags=tuple(o.tags.required if o.tags else d.required_tags),
         finding_publishing_frequency=(
-            o.guardduty.finding_publishing_frequency if o.guardduty else d.finding_publishing_frequency
+            (o.guardduty.finding_publishing_frequency if o.guardduty else None) or d.finding_publishing_frequency
         ),
         config_rules=tuple(rules.values()),
         log_retention_days=retention,
         source_file=source_file,
+        # issue 6 (inherited accounts): what to do with a recorder/channel/detector/trail found by the preflight
+        **({"inherited": o.inherited} if o.inherited else {}),
+        exceptions=tuple(o.exceptions),  # issue 4: waived controls (baseline/exceptions.py)
+        # issue 3 (auditor-ready baseline): forecast/anomaly budgets, GuardDuty plans, trail per profile
+        budget_forecast_thresholds_pct=tuple(
+            sorted(
+                o.budget.forecast_thresholds_pct
+                if o.budget.forecast_thresholds_pct is not None
+                else d.budget_forecast_thresholds_pct
+            )
+        ),
+        anomaly_threshold_usd=o.budget.anomaly_threshold_usd or d.anomaly_threshold_usd,
+        guardduty_features=d.guardduty_features.model_copy(
+            update=o.guardduty.features.model_dump(exclude_none=True) if o.guardduty and o.guardduty.features else {}
+        ),
+        trail_s3_data_events=any((t := profiles[name].trail) is not None and t.s3_data_events for name in o.profiles),
+        trail_cloudwatch_logs_days=max(
+            (
+                t.cloudwatch_logs_retention_days
+                for name in o.profiles
+                if (t := profiles[name].trail) and t.cloudwatch_logs_retention_days
+            ),
+            default=None,
+        ),
     )

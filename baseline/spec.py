@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from baseline.model import EffectiveClient, MspDefaults
+from baseline.exceptions import REGIONAL_CONTROLS, waived_rules, waiver
+from baseline.model import MAX_TAG_KEYS_PER_RULE, EffectiveClient, MspDefaults
 
 TRAIL_NAME = "vend-baseline"
 RECORDER_NAME = "vend-recorder"
@@ -23,6 +25,18 @@ OPERATIONS_POLICY_NAME = "vend-msp-operations"
 RULE_PREFIX = "vend-"
 TAG_RULE_NAME = "vend-required-tags"
 KMS_ALIAS_NAME = "alias/vend-central-logs"
+ALERTS_TOPIC_NAME = "vend-alerts"
+ALERTS_KEY_ALIAS = "alias/vend-alerts"
+ANOMALY_MONITOR_NAME = "vend-services"
+ANOMALY_SUBSCRIPTION_NAME = "vend-anomalies"
+TRAIL_LOG_GROUP_NAME = "vend-cloudtrail"
+TRAIL_LOGS_ROLE_NAME = "vend-cloudtrail-logs"
+STACK_PREFIX = "vend-"
+CLOUDTRAIL_PRINCIPAL = "cloudtrail.amazonaws.com"
+CONFIG_PRINCIPAL = "config.amazonaws.com"
+# S3's and KMS's documented policy size limits.
+BUCKET_POLICY_LIMIT_BYTES = 20 * 1024
+KEY_POLICY_LIMIT_BYTES = 32 * 1024
 
 SECURITY_AUDIT_ARN = "arn:aws:iam::aws:policy/SecurityAudit"
 VIEW_ONLY_ARN = "arn:aws:iam::aws:policy/job-function/ViewOnlyAccess"
@@ -31,12 +45,24 @@ CONFIG_ROLE_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AWS_ConfigRole"
 
 @dataclass(frozen=True)
 class CentralLogging:
-    """Where every client's trail and Config deliver: the MSP log-archive account."""
+    """One central log bucket and its KMS key in the MSP log-archive account (a shard).
+
+    Shard 0 keeps the original names; shard ``k`` adds ``-k`` to the bucket and key alias.
+    """
 
     account_id: str
     region: str
     bucket_name: str
     kms_alias_arn: str
+    shard: int = 0
+
+    @property
+    def kms_alias_name(self) -> str:
+        return self.kms_alias_arn.split(":", 5)[5]
+
+    @property
+    def bucket_arn(self) -> str:
+        return f"arn:aws:s3:::{self.bucket_name}"
 
 
 @dataclass(frozen=True)
@@ -44,10 +70,19 @@ class TrailSpec:
     name: str
     bucket_name: str
     kms_key_arn: str
+    s3_key_prefix: str | None = None
     is_multi_region: bool = True
     log_file_validation: bool = True
     include_global_service_events: bool = True
     is_logging: bool = True
+    # Management events, read and write, are always on; these two come from the profiles.
+    s3_data_events: bool = False
+    cloudwatch_logs_retention_days: int | None = None
+    log_group_name: str = TRAIL_LOG_GROUP_NAME
+    logs_role_name: str = TRAIL_LOGS_ROLE_NAME
+    #: The account's own trail is kept as the baseline trail (``inherited.cloudtrail: adopt``):
+    #: the stack creates none and drift checks the adopted one.
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +95,8 @@ class BoundarySpec:
     recorder_name: str
     delivery_channel_name: str
     rule_prefix: str
+    stack_prefix: str = STACK_PREFIX
+    alerts_topic_name: str = ALERTS_TOPIC_NAME
 
 
 @dataclass(frozen=True)
@@ -73,6 +110,8 @@ class MspRoleSpec:
     operations_policy_name: str | None
     boundary_name: str
     max_session_seconds: int
+    # Every session names the person behind it in the client's CloudTrail (sts:SourceIdentity).
+    require_source_identity: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,10 +123,21 @@ class ConfigRoleSpec:
 
 @dataclass(frozen=True)
 class BudgetSpec:
+    """Monthly budget, its alert topic (KMS-encrypted SNS) and Cost Anomaly Detection."""
+
     name: str
     limit_usd: float
     thresholds_pct: tuple[int, ...]
     emails: tuple[str, ...]
+    forecast_thresholds_pct: tuple[int, ...] = ()
+    topic_name: str = ALERTS_TOPIC_NAME
+    key_alias: str = ALERTS_KEY_ALIAS
+    anomaly_monitor_name: str = ANOMALY_MONITOR_NAME
+    anomaly_subscription_name: str = ANOMALY_SUBSCRIPTION_NAME
+    anomaly_threshold_usd: float = 100
+
+    def topic_arn(self, account_id: str, region: str) -> str:
+        return f"arn:aws:sns:{region}:{account_id}:{self.topic_name}"
 
 
 @dataclass(frozen=True)
@@ -96,6 +146,8 @@ class RecorderSpec:
     role_name: str
     all_supported: bool
     include_global_resource_types: bool
+    #: The account's own recorder is kept (``inherited.config_recorder: adopt``).
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +155,9 @@ class DeliveryChannelSpec:
     name: str
     bucket_name: str
     frequency: str = "TwentyFour_Hours"
+    s3_key_prefix: str | None = None
+    #: The account's own channel is kept (``inherited.config_delivery_channel: adopt``).
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,10 +171,24 @@ class ConfigRuleSpec:
         return dict(self.parameters)
 
 
+# GuardDuty feature names (CloudFormation ``Features[].Name``) for each override key.
+GUARDDUTY_FEATURES: dict[str, str] = {
+    "s3_data_events": "S3_DATA_EVENTS",
+    "eks_audit_logs": "EKS_AUDIT_LOGS",
+    "ebs_malware_protection": "EBS_MALWARE_PROTECTION",
+    "rds_login_events": "RDS_LOGIN_EVENTS",
+    "runtime_monitoring": "RUNTIME_MONITORING",
+}
+
+
 @dataclass(frozen=True)
 class DetectorSpec:
     enable: bool
     finding_publishing_frequency: str
+    # (feature name, enabled), in GUARDDUTY_FEATURES order.
+    features: tuple[tuple[str, bool], ...] = ()
+    #: The account's own detector is kept (``inherited.guardduty_detector: adopt``).
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,8 +198,15 @@ class RegionalBaseline:
     recorder: RecorderSpec
     delivery_channel: DeliveryChannelSpec
     rules: tuple[ConfigRuleSpec, ...]
-    tag_rule: ConfigRuleSpec
+    tag_rules: tuple[ConfigRuleSpec, ...]
     detector: DetectorSpec
+    # issue 4: controls waived in this region by an exception (baseline/exceptions.py)
+    waived: frozenset[str] = frozenset()
+
+    @property
+    def tag_rule(self) -> ConfigRuleSpec:
+        """The first required-tags rule (``vend-required-tags``)."""
+        return self.tag_rules[0]
 
 
 @dataclass(frozen=True)
@@ -144,38 +220,103 @@ class ClientBaseline:
     config_role: ConfigRoleSpec
     budget: BudgetSpec
     regional: tuple[RegionalBaseline, ...]
+    logs: CentralLogging
 
     def region(self, name: str) -> RegionalBaseline:
         return next(r for r in self.regional if r.region == name)
 
 
-def central_logging(defaults: MspDefaults) -> CentralLogging:
+def central_logging(defaults: MspDefaults, shard: int = 0) -> CentralLogging:
+    """The central bucket and key of ``shard`` (0: the original, unsuffixed names)."""
     la = defaults.log_archive
-    bucket = la.bucket_name or f"vend-logs-{la.account_id}-{la.region}"
+    if not 0 <= shard < la.shards:
+        raise ValueError(f"log shard {shard} out of range (log_archive.shards: {la.shards})")
+    base = la.bucket_name or f"vend-logs-{la.account_id}-{la.region}"
+    suffix = f"-{shard}" if shard else ""
+    bucket = f"{base}{suffix}"
+    if len(bucket) > 63:
+        raise ValueError(f"central bucket name {bucket!r} is longer than 63 characters")
     return CentralLogging(
         account_id=la.account_id,
         region=la.region,
         bucket_name=bucket,
-        kms_alias_arn=f"arn:aws:kms:{la.region}:{la.account_id}:{KMS_ALIAS_NAME}",
+        kms_alias_arn=f"arn:aws:kms:{la.region}:{la.account_id}:{KMS_ALIAS_NAME}{suffix}",
+        shard=shard,
     )
 
 
+def log_shards(defaults: MspDefaults) -> tuple[CentralLogging, ...]:
+    return tuple(central_logging(defaults, k) for k in range(defaults.log_archive.shards))
+
+
+def jump_hash(key: int, buckets: int) -> int:
+    """Jump consistent hash (Lamping and Veach, 2014): going from n to n+1 buckets moves
+    only the keys that land in the new bucket, about 1/(n+1) of them."""
+    b, j = -1, 0
+    while j < buckets:
+        b = j
+        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+        j = int((b + 1) * (float(1 << 31) / float((key >> 33) + 1)))
+    return b
+
+
+def log_shard(account_id: str, shards: int) -> int:
+    """The shard of a client account: deterministic, independent of the rest of the portfolio."""
+    key = int.from_bytes(hashlib.sha256(account_id.encode()).digest()[:8], "big")
+    return jump_hash(key, shards)
+
+
+def client_logging(client: EffectiveClient, defaults: MspDefaults) -> CentralLogging:
+    return central_logging(defaults, log_shard(client.account_id, defaults.log_archive.shards))
+
+
+def retention_prefix(days: int) -> str:
+    """Key prefix of a retention class: ``<prefix>/AWSLogs/<account>/...``.
+
+    One lifecycle rule per class (not per client) keeps the bucket's lifecycle
+    configuration small at any portfolio size.
+    """
+    return f"retain-{days}d"
+
+
+def retention_classes(defaults: MspDefaults, profile_retentions: Sequence[int | None]) -> tuple[int, ...]:
+    """Every retention a client can get: the default and each profile's (ascending)."""
+    return tuple(sorted({defaults.log_archive.retention_days, *(d for d in profile_retentions if d)}))
+
+
 def budget_name(client: EffectiveClient) -> str:
-    """Name carries a hash of the notifications: CloudFormation replaces a budget whose
-    notifications change, and a fixed name would collide with the old one during replacement."""
+    """Name carries a hash of the thresholds: CloudFormation replaces a budget whose
+    notifications change, and a fixed name would collide with the old one during replacement.
+    Recipients are subscriptions of the alert topic, so changing them never touches the budget."""
     digest = hashlib.sha256(
-        json.dumps([client.budget_thresholds_pct, sorted(client.budget_notify)]).encode()
+        json.dumps([client.budget_thresholds_pct, client.budget_forecast_thresholds_pct]).encode()
     ).hexdigest()[:8]
     return f"vend-{client.client}-monthly-{digest}"
 
 
+def tag_rules(client: EffectiveClient) -> tuple[ConfigRuleSpec, ...]:
+    """REQUIRED_TAGS takes six keys: more keys become vend-required-tags, -2, -3, ..."""
+    keys = client.required_tags
+    chunks = [keys[i : i + MAX_TAG_KEYS_PER_RULE] for i in range(0, len(keys), MAX_TAG_KEYS_PER_RULE)]
+    return tuple(
+        ConfigRuleSpec(
+            name=TAG_RULE_NAME if n == 1 else f"{TAG_RULE_NAME}-{n}",
+            identifier="REQUIRED_TAGS",
+            parameters=tuple((f"tag{i}Key", key) for i, key in enumerate(chunk, start=1)),
+        )
+        for n, chunk in enumerate(chunks, start=1)
+    )
+
+
 def tag_rule(client: EffectiveClient) -> ConfigRuleSpec:
-    params = tuple((f"tag{i}Key", key) for i, key in enumerate(client.required_tags, start=1))
-    return ConfigRuleSpec(name=TAG_RULE_NAME, identifier="REQUIRED_TAGS", parameters=params)
+    """The first required-tags rule (kept for callers that predate splitting)."""
+    return tag_rules(client)[0]
 
 
 def client_baseline(client: EffectiveClient, defaults: MspDefaults) -> ClientBaseline:
-    logs = central_logging(defaults)
+    logs = client_logging(client, defaults)
+    prefix = retention_prefix(client.log_retention_days)
+    features = client.guardduty_features
     msp = defaults.msp
     if client.engagement == "monitoring":
         policies: tuple[str, ...] = (SECURITY_AUDIT_ARN, VIEW_ONLY_ARN)
@@ -193,8 +334,14 @@ def client_baseline(client: EffectiveClient, defaults: MspDefaults) -> ClientBas
                 all_supported=True,
                 # Global types (IAM) are recorded once, in the home region, to avoid duplicates.
                 include_global_resource_types=region == client.home_region,
+                adopt=client.inherited.action("config_recorder", region) == "adopt",
             ),
-            delivery_channel=DeliveryChannelSpec(name=DELIVERY_CHANNEL_NAME, bucket_name=logs.bucket_name),
+            delivery_channel=DeliveryChannelSpec(
+                name=DELIVERY_CHANNEL_NAME,
+                bucket_name=logs.bucket_name,
+                s3_key_prefix=prefix,
+                adopt=client.inherited.action("config_delivery_channel", region) == "adopt",
+            ),
             rules=tuple(
                 ConfigRuleSpec(
                     name=f"{RULE_PREFIX}{rule.name}",
@@ -202,19 +349,36 @@ def client_baseline(client: EffectiveClient, defaults: MspDefaults) -> ClientBas
                     parameters=tuple(sorted(rule.parameters.items())),
                 )
                 for rule in client.config_rules
-                if rule.scope == "every" or region == client.home_region
+                if (rule.scope == "every" or region == client.home_region)
+                and rule.name not in waived_rules(client.exceptions, region)
+                and not waiver(client.exceptions, "config-rules", region)
             ),
-            tag_rule=tag_rule(client),
-            detector=DetectorSpec(enable=True, finding_publishing_frequency=client.finding_publishing_frequency),
+            tag_rules=() if waiver(client.exceptions, "tag-rules", region) else tag_rules(client),
+            waived=frozenset(c for c in REGIONAL_CONTROLS if waiver(client.exceptions, c, region)),
+            detector=DetectorSpec(
+                enable=True,
+                finding_publishing_frequency=client.finding_publishing_frequency,
+                features=tuple((name, bool(getattr(features, key))) for key, name in GUARDDUTY_FEATURES.items()),
+                adopt=client.inherited.action("guardduty_detector", region) == "adopt",
+            ),
         )
         for region in client.regions
     )
     return ClientBaseline(
         client=client,
-        trail=TrailSpec(name=TRAIL_NAME, bucket_name=logs.bucket_name, kms_key_arn=logs.kms_alias_arn),
+        trail=TrailSpec(
+            name=TRAIL_NAME,
+            bucket_name=logs.bucket_name,
+            kms_key_arn=logs.kms_alias_arn,
+            s3_key_prefix=prefix,
+            s3_data_events=client.trail_s3_data_events,
+            cloudwatch_logs_retention_days=client.trail_cloudwatch_logs_days,
+            adopt=client.inherited.cloudtrail == "adopt",
+        ),
         boundary=BoundarySpec(
             name=BOUNDARY_NAME,
-            protected_role_names=(msp.role_name, CONFIG_ROLE_NAME),
+            protected_role_names=(msp.role_name, CONFIG_ROLE_NAME)
+            + ((TRAIL_LOGS_ROLE_NAME,) if client.trail_cloudwatch_logs_days else ()),
             trail_name=TRAIL_NAME,
             recorder_name=RECORDER_NAME,
             delivery_channel_name=DELIVERY_CHANNEL_NAME,
@@ -239,8 +403,11 @@ def client_baseline(client: EffectiveClient, defaults: MspDefaults) -> ClientBas
             limit_usd=client.budget_limit_usd,
             thresholds_pct=client.budget_thresholds_pct,
             emails=client.budget_notify,
+            forecast_thresholds_pct=client.budget_forecast_thresholds_pct,
+            anomaly_threshold_usd=client.anomaly_threshold_usd,
         ),
         regional=regional,
+        logs=logs,
     )
 
 

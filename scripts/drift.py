@@ -9,19 +9,24 @@ NOT_CHECKED or ERROR with the reason, never as IN_SYNC.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from baseline.exceptions import waived_rules, waiver
 from baseline.model import MspDefaults
 from baseline.portfolio import Portfolio
-from baseline.spec import ClientBaseline, ConfigRuleSpec, RegionalBaseline, central_logging, client_baseline
+from baseline.spec import ClientBaseline, ConfigRuleSpec, RegionalBaseline, client_baseline, log_shards
+from scripts import stack_signals
 from scripts.aws import AssumeRoleError, AwsAccess
 
-Status = Literal["IN_SYNC", "DRIFTED", "MISSING", "NOT_CHECKED", "ERROR"]
+Status = Literal["IN_SYNC", "DRIFTED", "MISSING", "OUTDATED", "EXCEPTED", "NOT_CHECKED", "ERROR"]
+#: Every status, in the order reports list them (worst first).
+STATUSES: tuple[Status, ...] = ("DRIFTED", "MISSING", "OUTDATED", "ERROR", "NOT_CHECKED", "EXCEPTED", "IN_SYNC")
 GLOBAL = "global"
 
 CONTROLS_GLOBAL = ("cloudtrail", "msp-role", "permission-boundary", "budget")
@@ -37,6 +42,7 @@ FIXES = {
     "config-rules": "run `vend deploy {client}` to restore the rule set",
     "tag-rules": "run `vend deploy {client}` to restore the required-tags rule",
     "guardduty": "run `vend deploy {client}` to re-create or re-enable the detector",
+    "stack": "run `vend deploy {client}`: the deployed template is older than the code and overrides",
 }
 
 
@@ -51,14 +57,23 @@ class Finding:
     actual: Any = None
     detail: str = ""
     fix: str = ""
+    #: Extra signals besides the live check, e.g. ``{"template": "IN_SYNC",
+    #: "cloudformation-drift": "NOT_CHECKED: ..."}`` (see :mod:`scripts.stack_signals`).
+    signals: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["signals"] = dict(self.signals)
+        return out
 
 
 @dataclass
 class DriftReport:
     findings: list[Finding] = field(default_factory=list)
+    #: Report-wide remarks for people, e.g. which signal could not run and why.
+    notes: list[str] = field(default_factory=list)
+    #: What ``--remediate`` did before this (re-)check (``scripts.remediate.Action`` as dicts).
+    remediation: list[dict[str, str]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -69,16 +84,18 @@ class DriftReport:
     def exit_code(self) -> int:
         """0 in sync, 3 drift found, 1 could not check (DESIGN.md)."""
         statuses = {f.status for f in self.findings}
-        if statuses & {"DRIFTED", "MISSING"}:
+        if statuses & {"DRIFTED", "MISSING", "OUTDATED"}:
             return 3
         if statuses & {"NOT_CHECKED", "ERROR"} or not self.findings:
             return 1
         return 0
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"summary": self.counts(), "findings": [f.to_dict() for f in self.findings]}, indent=2, default=str
-        )
+        out: dict[str, Any] = {"summary": self.counts(), "notes": self.notes}
+        if self.remediation:
+            out["remediation"] = self.remediation
+        out["findings"] = [f.to_dict() for f in self.findings]
+        return json.dumps(out, indent=2, default=str)
 
 
 class _Ctx:
@@ -116,6 +133,15 @@ class _Ctx:
             self.record(region, control, "IN_SYNC", expected, actual, what)
 
     def run(self, region: str, control: str, check: Callable[[], None]) -> None:
+        # issue 4: a control waived by an exception is EXCEPTED (with reason and expiry), never checked
+        exceptions = self.baseline.client.exceptions
+        waived = waiver(exceptions, control, None if region == GLOBAL else region)
+        if waived is not None:
+            self.record(region, control, "EXCEPTED", detail=waived.label())
+            return
+        if control == "config-rules" and (rules := waived_rules(exceptions, region)):
+            for name, e in sorted(rules.items()):
+                self.record(region, control, "EXCEPTED", {"rule": name}, None, f"rule {name} {e.label()}")
         try:
             check()
         except ClientError as exc:
@@ -132,16 +158,46 @@ class _Ctx:
 # --- checks -----------------------------------------------------------------------------
 
 
+def adopted_trail(ct: Any, own_name: str) -> dict[str, Any] | None:
+    """The account's own trail kept as the baseline trail: a multi-region one that logs, if any."""
+    trails = [t for t in ct.describe_trails(includeShadowTrails=True).get("trailList", []) if t.get("Name") != own_name]
+    trails.sort(key=lambda t: (not t.get("IsMultiRegionTrail"), t.get("Name", "")))
+    return trails[0] if trails else None
+
+
+def _management_events(ct: Any, trail_arn: str) -> str:
+    """What management events the trail records: All, ReadOnly, WriteOnly or None."""
+    selectors = ct.get_event_selectors(TrailName=trail_arn)
+    basic = selectors.get("EventSelectors") or []
+    kinds = {s.get("ReadWriteType", "All") for s in basic if s.get("IncludeManagementEvents", True)}
+    for adv in selectors.get("AdvancedEventSelectors") or []:
+        fields = {f.get("Field"): f for f in adv.get("FieldSelectors", [])}
+        if "Management" in (fields.get("eventCategory", {}).get("Equals") or []):
+            read_only = fields.get("readOnly", {}).get("Equals")
+            kinds.add("All" if not read_only else ("ReadOnly" if read_only == ["true"] else "WriteOnly"))
+    if "All" in kinds or {"ReadOnly", "WriteOnly"} <= kinds:
+        return "All"
+    return next(iter(sorted(kinds)), "None")
+
+
 def check_trail(ctx: _Ctx) -> None:
     spec = ctx.baseline.trail
     region = ctx.baseline.client.home_region
     ct = ctx.client("cloudtrail", region)
-    trails = ct.describe_trails(trailNameList=[spec.name], includeShadowTrails=True).get("trailList", [])
+    if spec.adopt:
+        adopted = adopted_trail(ct, spec.name)
+        trails = [adopted] if adopted else []
+        what = "adopted trail"
+    else:
+        trails = ct.describe_trails(trailNameList=[spec.name], includeShadowTrails=True).get("trailList", [])
+        what = "trail"
     if not trails:
-        ctx.record(GLOBAL, "cloudtrail", "MISSING", {"name": spec.name}, None, f"trail {spec.name} not found")
+        detail = "no trail to adopt (inherited.cloudtrail: adopt)" if spec.adopt else f"trail {spec.name} not found"
+        ctx.record(GLOBAL, "cloudtrail", "MISSING", {"name": spec.name}, None, detail)
         return
     trail = trails[0]
-    status = ct.get_trail_status(Name=trail.get("TrailARN", spec.name))
+    arn = trail.get("TrailARN", trail.get("Name", spec.name))
+    status = ct.get_trail_status(Name=arn)
     key = trail.get("KmsKeyId")
     expected = {
         "IsLogging": True,
@@ -149,7 +205,9 @@ def check_trail(ctx: _Ctx) -> None:
         "LogFileValidationEnabled": spec.log_file_validation,
         "IncludeGlobalServiceEvents": spec.include_global_service_events,
         "S3BucketName": spec.bucket_name,
+        "S3KeyPrefix": getattr(spec, "s3_key_prefix", None),
         "KmsKeyId": spec.kms_key_arn,
+        "ManagementEvents": "All",
     }
     actual = {
         "IsLogging": status.get("IsLogging"),
@@ -157,10 +215,12 @@ def check_trail(ctx: _Ctx) -> None:
         "LogFileValidationEnabled": trail.get("LogFileValidationEnabled"),
         "IncludeGlobalServiceEvents": trail.get("IncludeGlobalServiceEvents"),
         "S3BucketName": trail.get("S3BucketName"),
+        "S3KeyPrefix": trail.get("S3KeyPrefix") or None,
         # CloudTrail reports the key ARN the alias resolved to; both mean the central key.
         "KmsKeyId": spec.kms_key_arn if key in ctx.key_arns else key,
+        "ManagementEvents": _management_events(ct, arn),
     }
-    ctx.compare(GLOBAL, "cloudtrail", expected, actual, f"trail {spec.name}")
+    ctx.compare(GLOBAL, "cloudtrail", expected, actual, f"{what} {trail.get('Name', spec.name)}")
 
 
 def check_msp_role(ctx: _Ctx) -> None:
@@ -181,12 +241,15 @@ def check_msp_role(ctx: _Ctx) -> None:
     principals: set[str] = set()
     external_ids: set[str] = set()
     patterns: set[str] = set()
+    source_identity: list[bool] = []
     for st in trust.get("Statement", []):
         if st.get("Effect") != "Allow":
             continue
         aws = st.get("Principal", {}).get("AWS", [])
         principals.update([aws] if isinstance(aws, str) else aws)
         cond = st.get("Condition", {})
+        # Every allowing statement must demand a source identity (the MSP engineer's name).
+        source_identity.append("sts:SourceIdentity" in cond.get("StringLike", {}))
         ext = cond.get("StringEquals", {}).get("sts:ExternalId")
         external_ids.update([ext] if isinstance(ext, str) else ext or [])
         arns = cond.get("ArnLike", {}).get("aws:PrincipalArn", [])
@@ -202,6 +265,7 @@ def check_msp_role(ctx: _Ctx) -> None:
         "managed_policies": sorted(spec.managed_policy_arns),
         "inline_policies": sorted([spec.operations_policy_name] if spec.operations_policy_name else []),
         "max_session_seconds": spec.max_session_seconds,
+        "source_identity_required": spec.require_source_identity,
     }
     actual = {
         "trusted_principals": sorted(principals),
@@ -211,6 +275,7 @@ def check_msp_role(ctx: _Ctx) -> None:
         "managed_policies": sorted(attached),
         "inline_policies": sorted(inline),
         "max_session_seconds": role.get("MaxSessionDuration"),
+        "source_identity_required": bool(source_identity) and all(source_identity),
     }
     ctx.compare(GLOBAL, "msp-role", expected, actual, f"role {spec.role_name}")
 
@@ -255,20 +320,35 @@ def check_budget(ctx: _Ctx) -> None:
     notes = budgets.describe_notifications_for_budget(AccountId=c.account_id, BudgetName=spec.name).get(
         "Notifications", []
     )
-    emails: set[str] = set()
+    subscribers: set[str] = set()
     for n in notes:
         subs = budgets.describe_subscribers_for_notification(
             AccountId=c.account_id, BudgetName=spec.name, Notification=n
         ).get("Subscribers", [])
-        emails.update(s["Address"] for s in subs if s.get("SubscriptionType") == "EMAIL")
+        subscribers.update(f"{s.get('SubscriptionType')}:{s['Address']}" for s in subs)
+    # Notifications go to the alert topic; the topic's e-mail subscriptions are the recipients.
+    topic_arn = spec.topic_arn(c.account_id, c.home_region)
+    try:
+        topic_subs = ctx.client("sns", c.home_region).list_subscriptions_by_topic(TopicArn=topic_arn)
+        emails = {s["Endpoint"] for s in topic_subs.get("Subscriptions", []) if s.get("Protocol") == "email"}
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NotFound":
+            raise
+        emails = set()
     expected = {
         "limit_usd": float(spec.limit_usd),
         "thresholds_pct": sorted(float(t) for t in spec.thresholds_pct),
+        "forecast_thresholds_pct": sorted(float(t) for t in spec.forecast_thresholds_pct),
+        "subscribers": [f"SNS:{topic_arn}"],
         "notify": sorted(spec.emails),
     }
     actual = {
         "limit_usd": float(budget["BudgetLimit"]["Amount"]),
-        "thresholds_pct": sorted(float(n["Threshold"]) for n in notes),
+        "thresholds_pct": sorted(float(n["Threshold"]) for n in notes if n.get("NotificationType") != "FORECASTED"),
+        "forecast_thresholds_pct": sorted(
+            float(n["Threshold"]) for n in notes if n.get("NotificationType") == "FORECASTED"
+        ),
+        "subscribers": sorted(subscribers),
         "notify": sorted(emails),
     }
     ctx.compare(GLOBAL, "budget", expected, actual, f"budget {spec.name}")
@@ -277,10 +357,13 @@ def check_budget(ctx: _Ctx) -> None:
 def check_recorder(ctx: _Ctx, reg: RegionalBaseline) -> None:
     cfg = ctx.client("config", reg.region)
     recorders = cfg.describe_configuration_recorders().get("ConfigurationRecorders", [])
-    ours = [r for r in recorders if r["name"] == reg.recorder.name]
+    # Adopted (inherited.config_recorder: adopt): the account's one recorder, whatever its name.
+    ours = recorders[:1] if reg.recorder.adopt else [r for r in recorders if r["name"] == reg.recorder.name]
     if not ours:
         others = ", ".join(r["name"] for r in recorders)
         detail = f"recorder {reg.recorder.name} not found" + (f"; the account has {others} instead" if others else "")
+        if reg.recorder.adopt:
+            detail = "no recorder to adopt (inherited.config_recorder: adopt)"
         ctx.record(reg.region, "config-recorder", "MISSING", {"name": reg.recorder.name}, None, detail)
         return
     rec = ours[0]
@@ -300,26 +383,42 @@ def check_recorder(ctx: _Ctx, reg: RegionalBaseline) -> None:
         "includeGlobalResourceTypes": group.get("includeGlobalResourceTypes"),
         "role": rec.get("roleARN", "").rsplit("/", 1)[-1],
     }
-    ctx.compare(reg.region, "config-recorder", expected, actual, f"recorder {rec['name']}")
+    what = "adopted recorder" if reg.recorder.adopt else "recorder"
+    ctx.compare(reg.region, "config-recorder", expected, actual, f"{what} {rec['name']}")
 
 
 def check_delivery(ctx: _Ctx, reg: RegionalBaseline) -> None:
     cfg = ctx.client("config", reg.region)
     channels = cfg.describe_delivery_channels().get("DeliveryChannels", [])
-    ours = [c for c in channels if c["name"] == reg.delivery_channel.name]
+    spec = reg.delivery_channel
+    ours = channels[:1] if spec.adopt else [c for c in channels if c["name"] == spec.name]
     if not ours:
+        detail = "no delivery channel to adopt (inherited.config_delivery_channel: adopt)" if spec.adopt else ""
         ctx.record(
             reg.region,
             "config-delivery",
             "MISSING",
-            {"name": reg.delivery_channel.name},
+            {"name": spec.name},
             None,
-            "delivery channel not found",
+            detail or f"delivery channel {spec.name} not found",
         )
         return
-    expected = {"s3BucketName": reg.delivery_channel.bucket_name, "s3KeyPrefix": None}
-    actual = {"s3BucketName": ours[0].get("s3BucketName"), "s3KeyPrefix": ours[0].get("s3KeyPrefix")}
-    ctx.compare(reg.region, "config-delivery", expected, actual, f"delivery channel {reg.delivery_channel.name}")
+    channel = ours[0]
+    expected = {
+        "s3BucketName": spec.bucket_name,
+        "s3KeyPrefix": spec.s3_key_prefix,
+        "deliveryFrequency": spec.frequency,
+    }
+    actual = {
+        "s3BucketName": channel.get("s3BucketName"),
+        "s3KeyPrefix": channel.get("s3KeyPrefix") or None,
+        # Config's default when the channel sets none.
+        "deliveryFrequency": channel.get("configSnapshotDeliveryProperties", {}).get(
+            "deliveryFrequency", "TwentyFour_Hours"
+        ),
+    }
+    what = "adopted delivery channel" if spec.adopt else "delivery channel"
+    ctx.compare(reg.region, "config-delivery", expected, actual, f"{what} {channel['name']}")
 
 
 def _live_rules(ctx: _Ctx, region: str) -> dict[str, dict[str, Any]]:
@@ -375,7 +474,7 @@ def check_rules(ctx: _Ctx, reg: RegionalBaseline) -> None:
 
 
 def check_tag_rule(ctx: _Ctx, reg: RegionalBaseline) -> None:
-    _compare_rules(ctx, reg.region, "tag-rules", [reg.tag_rule], _live_rules(ctx, reg.region))
+    _compare_rules(ctx, reg.region, "tag-rules", reg.tag_rules, _live_rules(ctx, reg.region))
 
 
 def check_detector(ctx: _Ctx, reg: RegionalBaseline) -> None:
@@ -385,12 +484,45 @@ def check_detector(ctx: _Ctx, reg: RegionalBaseline) -> None:
         ctx.record(reg.region, "guardduty", "MISSING", {"Status": "ENABLED"}, None, "no GuardDuty detector")
         return
     det = gd.get_detector(DetectorId=ids[0])
-    expected = {"Status": "ENABLED", "FindingPublishingFrequency": reg.detector.finding_publishing_frequency}
-    actual = {"Status": det.get("Status"), "FindingPublishingFrequency": det.get("FindingPublishingFrequency")}
-    ctx.compare(reg.region, "guardduty", expected, actual, f"detector {ids[0]}")
+    expected: dict[str, Any] = {
+        "Status": "ENABLED",
+        "FindingPublishingFrequency": reg.detector.finding_publishing_frequency,
+    }
+    actual: dict[str, Any] = {
+        "Status": det.get("Status"),
+        "FindingPublishingFrequency": det.get("FindingPublishingFrequency"),
+    }
+    features = _expected_features(reg.detector)
+    if features:
+        live = {f.get("Name"): f.get("Status") for f in det.get("Features") or []}
+        expected["Features"] = features
+        actual["Features"] = {name: live.get(name, "DISABLED") for name in features}
+    what = "adopted detector" if reg.detector.adopt else "detector"
+    ctx.compare(reg.region, "guardduty", expected, actual, f"{what} {ids[0]}")
 
 
-def check_client(access: AwsAccess, baseline: ClientBaseline, key_arns: frozenset[str]) -> list[Finding]:
+def _expected_features(spec: Any) -> dict[str, str]:
+    """GuardDuty protection plans the spec sets, as {feature name: ENABLED|DISABLED}.
+
+    Read defensively: a spec that sets no plans yields {} (nothing to compare)."""
+    raw = getattr(spec, "features", None) or ()
+    items = raw.items() if isinstance(raw, Mapping) else raw
+    out: dict[str, str] = {}
+    for item in items:
+        name, on = (item[0], item[1]) if isinstance(item, tuple) else (getattr(item, "name", ""), item)
+        status = getattr(on, "status", on)
+        out[str(name)] = status if isinstance(status, str) else ("ENABLED" if status else "DISABLED")
+    return out
+
+
+def check_client(
+    access: AwsAccess,
+    baseline: ClientBaseline,
+    key_arns: frozenset[str],
+    templates: Mapping[str, Mapping[str, Any]] | None = None,
+    cfn_unsupported: str | None = None,
+) -> list[Finding]:
+    """Every control of one client: live checks, then the template and CloudFormation signals."""
     c = baseline.client
     try:
         session = access.assume_role(
@@ -420,13 +552,46 @@ def check_client(access: AwsAccess, baseline: ClientBaseline, key_arns: frozense
         ctx.run(reg.region, "config-rules", lambda reg=reg: check_rules(ctx, reg))  # type: ignore[misc]
         ctx.run(reg.region, "tag-rules", lambda reg=reg: check_tag_rule(ctx, reg))  # type: ignore[misc]
         ctx.run(reg.region, "guardduty", lambda reg=reg: check_detector(ctx, reg))  # type: ignore[misc]
-    return ctx.findings
+    return _with_signals(ctx, templates, cfn_unsupported)
+
+
+def _with_signals(
+    ctx: _Ctx, templates: Mapping[str, Mapping[str, Any]] | None, cfn_unsupported: str | None
+) -> list[Finding]:
+    """Attach the stack signals (:mod:`scripts.stack_signals`) to the live findings."""
+    c = ctx.baseline.client
+    try:
+        signals = stack_signals.collect(ctx.access, ctx.session, ctx.baseline, templates, cfn_unsupported)
+    except (ClientError, BotoCoreError, KeyError, ValueError, TypeError) as exc:
+        reason = f"ERROR: stack signals failed: {type(exc).__name__}: {exc}"
+        return [
+            replace(f, signals={stack_signals.TEMPLATE: reason, stack_signals.CFN_DRIFT: reason}) for f in ctx.findings
+        ]
+    findings, extra = stack_signals.apply(ctx.findings, signals, CONTROLS_GLOBAL)
+    for region, reason in extra:
+        findings.append(
+            Finding(
+                c.client,
+                c.account_id,
+                region,
+                stack_signals.STACK_CONTROL,
+                "OUTDATED",
+                detail=reason.split(": ", 1)[1],
+                signals={stack_signals.TEMPLATE: reason},
+            )
+        )
+    return [
+        replace(f, fix=FIXES.get(f.control, FIXES["stack"]).format(client=c.client))
+        if f.status != "IN_SYNC" and not f.fix
+        else f
+        for f in findings
+    ]
 
 
 def central_key_arns(access: AwsAccess, defaults: MspDefaults) -> frozenset[str]:
-    """The central key's alias ARN plus the key ARN it resolves to (when the MSP side is reachable)."""
-    logs = central_logging(defaults)
-    arns = {logs.kms_alias_arn}
+    """Each central key's alias ARN plus the key ARN it resolves to (when the MSP side is reachable)."""
+    shards = log_shards(defaults)
+    arns = {logs.kms_alias_arn for logs in shards}
     la = defaults.log_archive
     try:
         session = (
@@ -436,21 +601,41 @@ def central_key_arns(access: AwsAccess, defaults: MspDefaults) -> frozenset[str]
             if la.deploy_role_arn
             else access.base_session()
         )
-        meta = access.client(session, "kms", la.region).describe_key(KeyId=logs.kms_alias_arn)["KeyMetadata"]
-        arns.add(meta["Arn"])
+        kms = access.client(session, "kms", la.region)
+        for logs in shards:
+            arns.add(kms.describe_key(KeyId=logs.kms_alias_arn)["KeyMetadata"]["Arn"])
     except (AssumeRoleError, ClientError, BotoCoreError):
         pass  # the alias ARN alone still matches trails configured with it
     return frozenset(arns)
 
 
 def drift_portfolio(
-    access: AwsAccess, portfolio: Portfolio, clients: Sequence[str] | None = None, *, concurrency: int = 8
+    access: AwsAccess,
+    portfolio: Portfolio,
+    clients: Sequence[str] | None = None,
+    *,
+    concurrency: int = 8,
+    assembly: Path | None = None,
 ) -> DriftReport:
+    """Check every control of the selected clients.
+
+    ``assembly``: the cloud assembly of the current code and overrides; with it, a stack
+    whose deployed template differs makes its controls OUTDATED. Without it, that signal
+    is NOT_CHECKED (said in every finding's ``signals`` and in the report's notes).
+    """
     selected = [c for c in portfolio.clients if not clients or c.client in clients]
     key_arns = central_key_arns(access, portfolio.defaults)
     baselines = [client_baseline(c, portfolio.defaults) for c in selected]
+    templates = stack_signals.synthesized_templates(assembly)
+    cfn_unsupported = stack_signals.drift_detection_unsupported(access)
     report = DriftReport()
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for findings in pool.map(lambda b: check_client(access, b, key_arns), baselines):
+        for findings in pool.map(lambda b: check_client(access, b, key_arns, templates, cfn_unsupported), baselines):
             report.findings.extend(findings)
+    if templates is None:
+        report.notes.append(
+            "deployed templates were not compared with the code (no cloud assembly): OUTDATED not checked"
+        )
+    if cfn_unsupported:
+        report.notes.append(f"CloudFormation drift detection not checked: {cfn_unsupported}")
     return report

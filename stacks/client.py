@@ -1,7 +1,11 @@
 """Per-client stacks: one global stack (home region) and one stack per enabled region.
 
-Global: permission boundary, MSP role, Config recorder role, CloudTrail, budget.
-Regional: Config recorder + delivery channel, Config rules, tag rule, GuardDuty detector.
+Global: permission boundary, MSP role, Config recorder role, client key, CloudTrail (and its
+log group), budget with alert topic and anomaly detection.
+Regional: Config recorder + delivery channel, Config rules, tag rules, GuardDuty detector.
+Every client stack has termination protection and a stack policy (:mod:`stacks.protection`)
+that keeps an update from replacing or deleting the trail, recorder, delivery channel,
+detector, boundary and the baseline roles.
 Regional stacks depend on the global one (the recorder role is created there).
 Stacks hand each construct only its own slice of the client's spec.
 """
@@ -10,18 +14,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import CfnResource, Stack
 from constructs import Construct
 
 from baseline.boundary import PermissionBoundary
 from baseline.budgets import MonthlyBudget
+from baseline.client_key import ClientKey
 from baseline.config_recorder import ConfigRecorder, ConfigRecorderRole
 from baseline.config_rules import ConfigRules
+from baseline.exceptions import waiver
 from baseline.guardduty import Detector
 from baseline.msp_role import MspRole
 from baseline.spec import CentralLogging, ClientBaseline, RegionalBaseline
 from baseline.tagging import RequiredTags
 from baseline.trail import BaselineTrail
+from stacks.protection import protect
 
 
 class ClientGlobalStack(Stack):
@@ -33,11 +40,21 @@ class ClientGlobalStack(Stack):
         msp_role = MspRole(self, "MspRole", spec=baseline.msp_role, boundary_arn=boundary.arn)
         msp_role.role.add_resource_dependency(boundary.policy)
         config_role = ConfigRecorderRole(
-            self, "ConfigRecorderRole", spec=baseline.config_role, logs=logs, boundary_arn=boundary.arn
+            self, "ConfigRecorderRole", spec=baseline.config_role, boundary_arn=boundary.arn
         )
         config_role.role.add_resource_dependency(boundary.policy)
-        BaselineTrail(self, "Trail", spec=baseline.trail)
-        MonthlyBudget(self, "Budget", spec=baseline.budget)
+        key = ClientKey(
+            self, "ClientKey", alias=baseline.budget.key_alias, log_group_name=baseline.trail.log_group_name
+        )
+        protected: list[CfnResource] = [boundary.policy, msp_role.role, config_role.role]
+        # inherited.cloudtrail: adopt keeps the account's own trail; an exception waives it (issue 4)
+        if not baseline.trail.adopt and not waiver(baseline.client.exceptions, "cloudtrail"):
+            trail = BaselineTrail(self, "Trail", spec=baseline.trail, boundary_arn=boundary.arn, log_key=key.key)
+            protected.append(trail.trail)
+        if not waiver(baseline.client.exceptions, "budget"):  # issue 4: exception
+            MonthlyBudget(self, "Budget", spec=baseline.budget, key=key.key)
+        # Update:Replace/Delete of these needs an explicit stack policy override.
+        protect(self, protected)
 
 
 class ClientRegionalStack(Stack):
@@ -45,5 +62,27 @@ class ClientRegionalStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         recording = ConfigRecorder(self, "Config", recorder=regional.recorder, delivery=regional.delivery_channel)
         ConfigRules(self, "Rules", rules=regional.rules, recorder=recording.recorder)
-        RequiredTags(self, "TagRule", spec=regional.tag_rule, recorder=recording.recorder)
-        Detector(self, "GuardDuty", spec=regional.detector)
+        RequiredTags(self, "TagRule", specs=regional.tag_rules, recorder=recording.recorder)
+        protected: list[CfnResource] = []
+        if not regional.detector.adopt and "guardduty" not in regional.waived:  # issue 4: exception
+            protected.append(Detector(self, "GuardDuty", spec=regional.detector).detector)
+        if not regional.recorder.adopt:
+            protected.append(recording.recorder)
+        if not regional.delivery_channel.adopt:
+            protected.append(recording.delivery_channel)
+        # inherited.*: adopt keeps the account's own recorder/channel (one per region is allowed).
+        if regional.delivery_channel.adopt:
+            _leave_out(self, recording.delivery_channel)
+        if regional.recorder.adopt:
+            _leave_out(self, recording.recorder)
+        protect(self, protected)
+
+
+def _leave_out(stack: Stack, resource: CfnResource) -> None:
+    """Remove a resource the account already has, and every DependsOn on it."""
+    for node in stack.node.find_all():
+        if isinstance(node, CfnResource) and node is not resource:
+            node.remove_resource_dependency(resource)
+    parent = resource.node.scope
+    assert parent is not None
+    parent.node.try_remove_child(resource.node.id)

@@ -6,14 +6,16 @@ from collections.abc import Collection
 
 from aws_cdk import App, Environment, LegacyStackSynthesizer, Tags
 
-from baseline.central_logging import LogWriter
 from baseline.portfolio import Portfolio
 from baseline.spec import (
     LOG_ARCHIVE_STACK_NAME,
     central_logging,
     client_baseline,
     global_stack_name,
+    log_shard,
+    log_shards,
     regional_stack_name,
+    retention_classes,
 )
 from stacks.client import ClientGlobalStack, ClientRegionalStack
 from stacks.log_archive import LogArchiveStack
@@ -27,23 +29,7 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | Collection[s
     ``only_client`` is one client or a collection of them (empty: only the MSP side)."""
     selected = None if only_client is None else {only_client} if isinstance(only_client, str) else set(only_client)
     defaults = portfolio.defaults
-    logs = central_logging(defaults)
-    writers = [
-        LogWriter(
-            client=c.client, account_id=c.account_id, home_region=c.home_region, retention_days=c.log_retention_days
-        )
-        for c in portfolio.clients
-    ]
-    archive = LogArchiveStack(
-        app,
-        LOG_ARCHIVE_STACK_NAME,
-        logs=logs,
-        writers=writers,
-        default_retention_days=defaults.log_archive.retention_days,
-        env=Environment(account=logs.account_id, region=logs.region),
-        synthesizer=LegacyStackSynthesizer(),
-        description="vend MSP side: central log bucket and KMS key for every client",
-    )
+    archive = build_log_archive(app, portfolio)
     Tags.of(archive).add("vend:managed-by", "vend")
     for client in portfolio.clients:
         if selected is not None and client.client not in selected:
@@ -54,7 +40,8 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | Collection[s
             app,
             global_stack_name(client.client),
             baseline=baseline,
-            logs=logs,
+            termination_protection=True,
+            logs=baseline.logs,
             env=Environment(account=client.account_id, region=client.home_region),
             synthesizer=LegacyStackSynthesizer(),
             description=f"vend baseline (global) for {client.display_name}",
@@ -65,9 +52,31 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | Collection[s
                 app,
                 regional_stack_name(client.client, regional.region),
                 regional=regional,
+                termination_protection=True,
                 env=Environment(account=client.account_id, region=regional.region),
                 synthesizer=LegacyStackSynthesizer(),
                 description=f"vend baseline ({regional.region}) for {client.display_name}",
             )
             stack.add_stack_dependency(global_stack)
             Tags.of(stack).add(CLIENT_TAG, client.client)
+
+
+def build_log_archive(app: App, portfolio: Portfolio) -> LogArchiveStack:
+    """The MSP-side stack: every shard's bucket and key, each writable by its clients only."""
+    defaults = portfolio.defaults
+    logs = central_logging(defaults)
+    accounts_by_shard: dict[int, list[str]] = {}
+    for c in portfolio.clients:
+        accounts_by_shard.setdefault(log_shard(c.account_id, defaults.log_archive.shards), []).append(c.account_id)
+    return LogArchiveStack(
+        app,
+        LOG_ARCHIVE_STACK_NAME,
+        shards=log_shards(defaults),
+        accounts_by_shard=accounts_by_shard,
+        # Every class a profile can ask for, not only the ones in use: the lifecycle rules
+        # then never change when a client changes profile.
+        retention_days=retention_classes(defaults, [p.log_retention_days for p in portfolio.profiles.values()]),
+        env=Environment(account=logs.account_id, region=logs.region),
+        synthesizer=LegacyStackSynthesizer(),
+        description="vend MSP side: central log buckets and KMS keys for every client",
+    )

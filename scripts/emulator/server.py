@@ -26,14 +26,14 @@ def register_models() -> None:
     """
     from moto.cloudformation import parsing
 
-    from scripts.emulator import cfn_models
+    from scripts.emulator import cfn_models, cfn_models_extra
 
     cfn_models.install_engine_patches()
     parsing.get_model_map.cache_clear()
     parsing.get_model_list.cache_clear()
     parsing.get_name_type_map.cache_clear()
     model_map = parsing.get_model_map()
-    for resource_type, handler in cfn_models.HANDLERS.items():
+    for resource_type, handler in {**cfn_models.HANDLERS, **cfn_models_extra.HANDLERS}.items():
         # IAM types are also in moto's map; ours must be the one that won.
         if model_map.get(resource_type) is not handler:
             raise RuntimeError(

@@ -92,7 +92,11 @@ def test_central_bucket_and_key_exist_in_log_archive_account(
     s3 = access.client(session, "s3", la.region)
     policy = json.loads(s3.get_bucket_policy(Bucket="vend-logs-210987654321-us-east-1")["Policy"])
     sids = {st.get("Sid") for st in policy["Statement"]}
-    assert {"CloudTrailWrite111122223333", "ConfigWrite444455556666"} <= sids
+    assert {"PortfolioLogDelivery", "CloudTrailOnlyTheBaselineTrail", "ConfigOnlyUnderConfig"} <= sids
+    (writers,) = [st for st in policy["Statement"] if st.get("Sid") == "PortfolioLogDelivery"]
+    assert set(writers["Condition"]["StringEquals"]["aws:SourceAccount"]) == {
+        c.account_id for c in portfolio.clients
+    }
     kms = access.client(session, "kms", la.region)
     assert kms.describe_key(KeyId="alias/vend-central-logs")["KeyMetadata"]["KeyState"] == "Enabled"
 

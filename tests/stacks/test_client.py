@@ -24,10 +24,15 @@ def portfolio() -> Portfolio:
 
 
 @pytest.fixture(scope="module")
-def templates(portfolio: Portfolio, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Template]:
+def stacks(portfolio: Portfolio, tmp_path_factory: pytest.TempPathFactory) -> dict[str, cdk.Stack]:
     app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk")), context=FLAGS, analytics_reporting=False)
     build_app(app, portfolio)
-    return {s.stack_name: Template.from_stack(s) for s in app.node.children if isinstance(s, cdk.Stack)}
+    return {s.stack_name: s for s in app.node.children if isinstance(s, cdk.Stack)}
+
+
+@pytest.fixture(scope="module")
+def templates(stacks: dict[str, cdk.Stack]) -> dict[str, Template]:
+    return {name: Template.from_stack(s) for name, s in stacks.items()}
 
 
 def test_every_client_and_region_gets_its_stacks(templates: dict[str, Template], portfolio: Portfolio) -> None:
@@ -121,12 +126,14 @@ def test_msp_role_trusts_only_msp_principals_with_external_id(templates: dict[st
                     {
                         "Effect": "Allow",
                         "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
-                        "Action": "sts:AssumeRole",
+                        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
                         "Condition": {
                             "StringEquals": {"sts:ExternalId": "brightmart-9c27aa"},
                             "ArnLike": {
                                 "aws:PrincipalArn": Match.array_with(["arn:aws:iam::123456789012:role/VendAutomation"])
                             },
+                            # Every session names the MSP engineer in the client's CloudTrail.
+                            "StringLike": {"sts:SourceIdentity": "?*"},
                         },
                     }
                 ]
@@ -168,20 +175,136 @@ def test_boundary_denies_escalation_and_tampering(templates: dict[str, Template]
     denied = {a for s in statements.values() if s["Effect"] == "Deny" for a in s["Action"]}
     assert {"iam:CreateUser", "iam:CreateAccessKey", "iam:DeleteRolePermissionsBoundary"} <= denied
     assert {"cloudtrail:StopLogging", "config:StopConfigurationRecorder", "guardduty:DeleteDetector"} <= denied
-    assert "iam:PermissionsBoundary" in json.dumps(statements["DenyRolesWithoutThisBoundary"]["Condition"])
+    assert "iam:PermissionsBoundary" in json.dumps(statements["DenyRoleChangesWithoutThisBoundary"]["Condition"])
 
 
-def test_budget_thresholds_and_recipients(templates: dict[str, Template]) -> None:
+def test_budget_actual_and_forecast_thresholds_go_to_the_encrypted_topic(templates: dict[str, Template]) -> None:
     t = templates["vend-acme-health-global"]
     (budget,) = t.find_resources("AWS::Budgets::Budget").values()
     props = budget["Properties"]
     assert props["Budget"]["BudgetLimit"] == {"Amount": 5000, "Unit": "USD"}
     assert props["Budget"]["TimeUnit"] == "MONTHLY"
     assert props["Budget"]["BudgetName"].startswith("vend-acme-health-monthly-")
-    thresholds = sorted(n["Notification"]["Threshold"] for n in props["NotificationsWithSubscribers"])
-    assert thresholds == [50, 80, 100]
-    emails = {s["Address"] for n in props["NotificationsWithSubscribers"] for s in n["Subscribers"]}
-    assert emails == {"cloud-ops@acme.example", "finops@msp.example"}
+    notes = sorted(
+        (n["Notification"]["NotificationType"], n["Notification"]["Threshold"])
+        for n in props["NotificationsWithSubscribers"]
+    )
+    assert notes == [("ACTUAL", 50), ("ACTUAL", 80), ("ACTUAL", 100), ("FORECASTED", 100)]
+    (topic_id,) = t.find_resources("AWS::SNS::Topic")
+    for n in props["NotificationsWithSubscribers"]:
+        assert n["Subscribers"] == [{"SubscriptionType": "SNS", "Address": {"Ref": topic_id}}]
+    # Recipients are the topic's subscriptions: changing them never replaces the budget.
+    t.has_resource_properties(
+        "AWS::SNS::Topic",
+        {
+            "TopicName": "vend-alerts",
+            "KmsMasterKeyId": {"Fn::GetAtt": [Match.any_value(), "Arn"]},
+            "Subscription": [
+                {"Protocol": "email", "Endpoint": "cloud-ops@acme.example"},
+                {"Protocol": "email", "Endpoint": "finops@msp.example"},
+            ],
+        },
+    )
+    (policy,) = t.find_resources("AWS::SNS::TopicPolicy").values()
+    publish = policy["Properties"]["PolicyDocument"]["Statement"][0]
+    assert publish["Principal"] == {"Service": ["budgets.amazonaws.com", "costalerts.amazonaws.com"]}
+    assert publish["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_budget_name_ignores_recipients(portfolio: Portfolio) -> None:
+    from baseline.spec import budget_name
+
+    c = portfolio.client("acme-health")
+    assert budget_name(c) == budget_name(c.model_copy(update={"budget_notify": ("someone@else.example",)}))
+    assert budget_name(c) != budget_name(c.model_copy(update={"budget_thresholds_pct": (90,)}))
+
+
+def test_cost_anomaly_detection_alerts_at_the_client_threshold(templates: dict[str, Template]) -> None:
+    t = templates["vend-ledgerly-global"]
+    t.has_resource_properties("AWS::CE::AnomalyMonitor", {"MonitorType": "DIMENSIONAL", "MonitorDimension": "SERVICE"})
+    (sub,) = t.find_resources("AWS::CE::AnomalySubscription").values()
+    props = sub["Properties"]
+    assert props["Frequency"] == "IMMEDIATE"
+    assert props["Subscribers"][0]["Type"] == "SNS"
+    assert json.loads(props["ThresholdExpression"]) == {
+        "Dimensions": {
+            "Key": "ANOMALY_TOTAL_IMPACT_ABSOLUTE",
+            "MatchOptions": ["GREATER_THAN_OR_EQUAL"],
+            "Values": ["100"],
+        }
+    }
+
+
+def test_trail_data_events_and_cloudwatch_logs_follow_the_profile(templates: dict[str, Template]) -> None:
+    hipaa = templates["vend-acme-health-global"]
+    hipaa.has_resource_properties(
+        "AWS::CloudTrail::Trail",
+        {
+            "S3KeyPrefix": "retain-2190d",
+            "EventSelectors": [
+                {
+                    "ReadWriteType": "All",
+                    "IncludeManagementEvents": True,
+                    "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3"]}],
+                }
+            ],
+            "CloudWatchLogsLogGroupArn": {"Fn::GetAtt": [Match.any_value(), "Arn"]},
+            "CloudWatchLogsRoleArn": {"Fn::GetAtt": [Match.any_value(), "Arn"]},
+        },
+    )
+    hipaa.has_resource_properties(
+        "AWS::Logs::LogGroup",
+        {"LogGroupName": "vend-cloudtrail", "RetentionInDays": 365, "KmsKeyId": Match.any_value()},
+    )
+    plain = templates["vend-brightmart-global"]
+    plain.resource_count_is("AWS::Logs::LogGroup", 0)
+    (trail,) = plain.find_resources("AWS::CloudTrail::Trail").values()
+    assert trail["Properties"]["S3KeyPrefix"] == "retain-400d"
+    assert "DataResources" not in trail["Properties"]["EventSelectors"][0]
+    assert "CloudWatchLogsLogGroupArn" not in trail["Properties"]
+
+
+def test_detector_features_from_defaults_and_overrides(templates: dict[str, Template]) -> None:
+    (det,) = templates["vend-brightmart-eu-west-1"].find_resources("AWS::GuardDuty::Detector").values()
+    features = {f["Name"]: f["Status"] for f in det["Properties"]["Features"]}
+    assert features == {
+        "S3_DATA_EVENTS": "ENABLED",
+        "EKS_AUDIT_LOGS": "ENABLED",
+        "EBS_MALWARE_PROTECTION": "ENABLED",
+        "RDS_LOGIN_EVENTS": "ENABLED",
+        "RUNTIME_MONITORING": "DISABLED",
+    }
+
+
+def test_more_than_six_tag_keys_become_several_rules(portfolio: Portfolio) -> None:
+    from baseline.spec import tag_rules
+
+    keys = tuple(f"K{i}" for i in range(1, 14))
+    rules = tag_rules(portfolio.client("brightmart").model_copy(update={"required_tags": keys}))
+    assert [r.name for r in rules] == ["vend-required-tags", "vend-required-tags-2", "vend-required-tags-3"]
+    assert [len(r.parameters) for r in rules] == [6, 6, 1]
+    assert rules[2].parameters == (("tag1Key", "K13"),)
+
+
+def test_client_stacks_have_termination_protection_and_a_stack_policy(
+    templates: dict[str, Template], stacks: dict[str, cdk.Stack]
+) -> None:
+    for name, t in templates.items():
+        if name == "vend-msp-log-archive":
+            continue
+        assert stacks[name].termination_protection, name
+        policy = t.to_json()["Metadata"]["vend:StackPolicy"]
+        deny = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+        (d,) = deny
+        assert d["Action"] == ["Update:Replace", "Update:Delete"]
+        protected = {r.removeprefix("LogicalResourceId/") for r in d["Resource"]}
+        types = {t.to_json()["Resources"][i]["Type"] for i in protected}
+        if name.endswith("-global"):
+            assert {"AWS::CloudTrail::Trail", "AWS::IAM::Role", "AWS::IAM::ManagedPolicy"} <= types, name
+            roles = {t.to_json()["Resources"][i]["Properties"].get("RoleName") for i in protected}
+            assert "VendMspAccess" in roles
+        else:
+            assert {"AWS::Config::ConfigurationRecorder", "AWS::GuardDuty::Detector"} <= types, name
 
 
 def test_client_stacks_need_no_bootstrap_and_have_no_custom_resources(templates: dict[str, Template]) -> None:
