@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -616,6 +617,7 @@ def _effective(root: Path, overrides: Path, today: str | None) -> tuple[dict[str
         overrides,
         defaults_file=root / DEFAULTS_FILE,
         profiles_dir=root / PROFILES_DIR,
+        today=date.fromisoformat(today) if today else None,
     )
     if portfolio is None:
         errors = [str(p) for p in problems if p.severity == "error"]
