@@ -34,12 +34,17 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from baseline._nag import acknowledge
+from baseline._nag import acknowledge, acknowledge_in_packs
 from baseline.spec import CLOUDTRAIL_PRINCIPAL, CONFIG_PRINCIPAL, TRAIL_NAME, CentralLogging, retention_prefix
 
 WRITERS = [CLOUDTRAIL_PRINCIPAL, CONFIG_PRINCIPAL]
 SOURCE_ACCOUNT = "${aws:SourceAccount}"
 OWN_TRAIL_ARN = f"arn:aws:cloudtrail:*:{SOURCE_ACCOUNT}:trail/{TRAIL_NAME}"
+REPLICATION_REASON = (
+    "Replicating the log archive to a second region or account is the MSP's disaster-recovery decision, "
+    "made outside vend (it needs a destination the MSP owns); versioning, retention rules and RETAIN "
+    "protect the logs here, and the README lists replication as open work."
+)
 
 
 def bucket_statements(logs: CentralLogging, accounts: Sequence[str], retention_days: Sequence[int]) -> list[Any]:
@@ -141,6 +146,13 @@ class CentralLogArchive(Construct):
                 "AwsSolutions-S1",
                 "This is the server access log bucket itself; logging it to itself would loop.",
             )
+            acknowledge_in_packs(
+                owned,
+                "S3DefaultEncryptionKMS",
+                "S3 server access logging cannot deliver to a bucket whose default encryption is SSE-KMS; "
+                "SSE-S3 is the strongest encryption it supports.",
+            )
+            acknowledge_in_packs(owned, "S3BucketReplicationEnabled", REPLICATION_REASON)
             access_logs = owned
         self.access_logs = access_logs
         self.bucket = s3.Bucket(
@@ -167,6 +179,7 @@ class CentralLogArchive(Construct):
                 for days in retention_days
             ],
         )
+        acknowledge_in_packs(self.bucket, "S3BucketReplicationEnabled", REPLICATION_REASON)
         for statement in bucket_statements(logs, accounts, retention_days):
             self.bucket.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
         for statement in key_statements(accounts):

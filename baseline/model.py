@@ -303,6 +303,11 @@ class MspSettings(_Strict):
     role_name: str = Field(
         pattern=r"^[A-Za-z0-9_+=,.@-]{1,64}$", description="Name of the MSP access role in every client."
     )
+    deploy_principal_arns: list[str] = Field(
+        default_factory=list,
+        description="aws:PrincipalArn patterns allowed to assume each client's deploy role (the onboarding "
+        "template's trust); default: principal_arns.",
+    )
     max_session_hours: int = Field(ge=1, le=12)
 
 

@@ -18,7 +18,7 @@ from aws_cdk import Fn
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from baseline._nag import acknowledge
+from baseline._nag import acknowledge, acknowledge_in_packs
 from baseline.spec import MspRoleSpec
 
 # What the MSP's runbooks and automation do in a managed account: operate, not administer.
@@ -124,4 +124,10 @@ class MspRole(Construct):
                 "instances, snapshots and alarms, unknown when the baseline is written, and the "
                 "permission boundary denies every escalation path.",
                 findings=["Resource::*"],
+            )
+            acknowledge_in_packs(
+                self.role,
+                "IAMNoInlinePolicy",
+                "The operations policy belongs to this role alone and lives and dies with it; as a "
+                "managed policy it could be attached to other principals, which is what the rule guards against.",
             )

@@ -22,7 +22,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from baseline._nag import acknowledge
+from baseline._nag import acknowledge, acknowledge_in_packs
 from baseline.spec import TrailSpec
 
 # "arn:aws:s3" selects the object-level events of every bucket, present and future.
@@ -100,6 +100,12 @@ class BaselineTrail(Construct):
                     "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
                     f"log-group:{spec.log_group_name}:log-stream:*"
                 ],
+            )
+            acknowledge_in_packs(
+                role,
+                "IAMNoInlinePolicy",
+                "The delivery policy belongs to CloudTrail's log role alone (two actions on one log group); "
+                "as a managed policy it could be attached to other principals.",
             )
             cw_group_arn = group.attr_arn
             cw_role_arn = role.attr_arn

@@ -194,6 +194,23 @@ def cmd_drift(args: argparse.Namespace) -> int:
 LOG_ARCHIVE_TARGET = "log-archive"
 
 
+def cmd_onboarding_template(args: argparse.Namespace) -> int:
+    """Write the template that creates the client's deploy role (see scripts/onboarding.py)."""
+    from scripts.onboarding import render
+
+    portfolio = _load(args.overrides)
+    if portfolio is None or _select(portfolio, [args.client], False) is None:
+        return EXIT_INVALID
+    client = portfolio.client(args.client)
+    text = render(client, portfolio.defaults)
+    if args.output:
+        args.output.write_text(text)
+        print(f"wrote {args.output}: deploy it once in account {client.account_id}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def cmd_credentials(args: argparse.Namespace) -> int:
     """Print shell exports for a deploy role, e.g. to run `cdk deploy` for one client."""
     portfolio = _load(args.overrides)
@@ -346,6 +363,13 @@ def parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="bring DRIFTED, MISSING and OUTDATED controls back (CloudFormation where possible), check again",
             )
+
+    s = sub.add_parser(
+        "onboarding-template", parents=[common], help="the CloudFormation template a client deploys to let vend in"
+    )
+    s.add_argument("client")
+    s.add_argument("--output", type=Path, help="write the template here (default: stdout)")
+    s.set_defaults(func=cmd_onboarding_template)
 
     s = sub.add_parser("credentials", parents=[common], help="print shell exports for a deploy role")
     s.add_argument("client", help=f"a client, or {LOG_ARCHIVE_TARGET} for the MSP log-archive account")

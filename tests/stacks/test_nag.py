@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
+import pytest
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks, PCIDSS321Checks
+from cfnlint.api import lint_file
 
 from baseline.portfolio import load_portfolio
 from scripts.assembly import read_assembly
@@ -54,3 +56,58 @@ def test_full_synth_with_cloudformation_validation(tmp_path: Path) -> None:
     assert len(stacks) == 10
     for s in stacks:
         assert len(s.template_body().encode()) < 51_200, f"{s.stack_name} is too large for an inline deploy"
+
+
+def _nag(outdir: Path, portfolio: object, clients: list[str], packs: set[str]) -> list[tuple[str, str]]:
+    """Synthesize the MSP side plus ``clients`` with AwsSolutions and ``packs``; return the
+    acknowledgments (path, rule) or raise with every unacknowledged finding."""
+    app = cdk.App(outdir=str(outdir), context=FLAGS, analytics_reporting=False)
+    build_app(app, portfolio, only_client=clients)  # type: ignore[arg-type]
+    plugins: list[object] = [AwsSolutionsChecks(app)]
+    if "hipaa" in packs:
+        plugins += [HIPAASecurityChecks(app), NIST80053R5Checks(app)]
+    if "pci" in packs:
+        plugins += [PCIDSS321Checks(app)] + ([] if "hipaa" in packs else [NIST80053R5Checks(app)])
+    cdk.Validations.of(app).add_plugins(*plugins)  # type: ignore[arg-type]
+    try:
+        app.synth()
+    except RuntimeError as exc:
+        report = json.loads((outdir / "validation-report.json").read_text())
+        found = sorted(
+            {
+                f"{v['ruleName']} at {c['constructPath']}"
+                for r in report["pluginReports"]
+                for v in r["violations"]
+                for c in v["violatingConstructs"]
+            }
+        )
+        raise AssertionError("cdk-nag findings:\n" + "\n".join(found)) from exc
+    return [
+        (c.node.path, rule)
+        for c in app.node.find_all()
+        for entry in c.node.metadata
+        if entry.type == cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+        for rule in entry.data
+    ]
+
+
+@pytest.mark.parametrize(
+    ("client", "packs"),
+    [("acme-health", {"hipaa"}), ("ledgerly", {"pci"})],
+)
+def test_compliance_packs_on_regulated_clients_and_the_msp_side(client: str, packs: set[str], tmp_path: Path) -> None:
+    """HIPAA (+ NIST 800-53 R5) and PCI DSS 3.2.1 on clients with those profiles; the MSP
+    side holds their logs, so it is checked with each pack too. Zero unacknowledged findings."""
+    portfolio, problems = load_portfolio(REPO / "overrides")
+    assert portfolio is not None, problems
+    assert set(portfolio.client(client).profiles) == packs
+    acks = _nag(tmp_path, portfolio, [client], packs)
+    assert any(rule.startswith(("HIPAA", "PCI")) for _, rule in acks)
+
+
+def test_cfn_lint_finds_no_error_in_any_template(tmp_path: Path) -> None:
+    assert synthesize(REPO / "overrides", tmp_path, validation=False, quiet=True) == 0
+    templates = sorted(tmp_path.glob("*.template.json"))
+    assert len(templates) == 10
+    errors = {t.name: [str(m) for m in lint_file(t) if m.rule.id.startswith("E")] for t in templates}
+    assert not {k: v for k, v in errors.items() if v}, errors
