@@ -191,6 +191,26 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return report.exit_code()
 
 
+def cmd_assess(args: argparse.Namespace) -> int:
+    """As-found report of an inherited account (issue 6; scripts/assess.py)."""
+    from baseline.spec import client_baseline
+    from scripts.assess import run_assess
+
+    portfolio = _load(args.overrides)
+    if portfolio is None:
+        return EXIT_INVALID
+    if _select(portfolio, [args.client], False) is None:
+        return EXIT_INVALID
+    baseline = client_baseline(portfolio.client(args.client), portfolio.defaults)
+    code, text, path = run_assess(_access(args), baseline, args.dir, compare_first=args.compare, fmt=args.format)
+    if code:
+        _err(text)
+        return EXIT_FAILED
+    print(text)
+    print(f"saved {path}", file=sys.stderr)
+    return EXIT_OK
+
+
 LOG_ARCHIVE_TARGET = "log-archive"
 
 
@@ -363,6 +383,15 @@ def parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="bring DRIFTED, MISSING and OUTDATED controls back (CloudFormation where possible), check again",
             )
+
+    s = sub.add_parser("assess", parents=[common], help="as-found report of an account before its first deploy")
+    s.add_argument("client")
+    s.add_argument("--compare", action="store_true", help="show the progress since the first assessment")
+    s.add_argument(
+        "--dir", type=Path, default=Path("assessments"), help="where reports are saved (default assessments/)"
+    )
+    s.add_argument("--format", choices=["table", "json", "markdown"], default="table")
+    s.set_defaults(func=cmd_assess)
 
     s = sub.add_parser(
         "onboarding-template", parents=[common], help="the CloudFormation template a client deploys to let vend in"

@@ -10,7 +10,17 @@ from typing import Any
 from scripts.deploy import TargetResult
 from scripts.drift import DriftReport, Finding
 
-_ICON = {"IN_SYNC": "ok", "DRIFTED": "DRIFTED", "MISSING": "MISSING", "NOT_CHECKED": "not checked", "ERROR": "ERROR"}
+_ICON = {
+    "IN_SYNC": "ok",
+    "DRIFTED": "DRIFTED",
+    "MISSING": "MISSING",
+    "OUTDATED": "OUTDATED",
+    "EXCEPTED": "excepted",
+    "NOT_CHECKED": "not checked",
+    "ERROR": "ERROR",
+}
+#: Statuses whose expected/actual/fix the table spells out.
+_EXPLAIN = ("DRIFTED", "MISSING", "OUTDATED")
 
 
 def _short(value: Any, limit: int = 70) -> str:
@@ -26,11 +36,12 @@ def drift_table(report: DriftReport) -> str:
         bad = [f for f in items if f.status != "IN_SYNC"]
         lines.append(f"{client} ({account}): {len(items) - len(bad)}/{len(items)} in sync")
         for f in items:
-            lines.append(f"  {f.region:<15} {f.control:<20} {_ICON[f.status]:<11} {_short(f.detail, 60)}")
-            if f.status in ("DRIFTED", "MISSING"):
+            lines.append(f"  {f.region:<15} {f.control:<20} {_ICON.get(f.status, f.status):<11} {_short(f.detail, 60)}")
+            if f.status in _EXPLAIN:
                 lines.append(f"  {'':<15} {'':<20} expected {_short(f.expected)}")
                 lines.append(f"  {'':<15} {'':<20} actual   {_short(f.actual)}")
                 lines.append(f"  {'':<15} {'':<20} fix      {f.fix}")
+    lines += [f"note: {n}" for n in report.notes]
     summary = ", ".join(f"{n} {s}" for s, n in report.counts().items())
     lines.append(f"summary: {summary or 'nothing checked'}")
     return "\n".join(lines)
@@ -48,6 +59,8 @@ def drift_markdown(report: DriftReport) -> str:
     ]
     if not bad:
         lines.append("| | | | | | every control in sync | |")
+    if report.notes:
+        lines += [""] + [f"- {_md(n)}" for n in report.notes]
     return "\n".join(lines)
 
 
@@ -60,6 +73,10 @@ def render_drift(report: DriftReport, fmt: str) -> str:
         return report.to_json()
     if fmt == "markdown":
         return drift_markdown(report)
+    if fmt == "html":
+        from scripts.report_html import drift_html
+
+        return drift_html(report)
     return drift_table(report)
 
 

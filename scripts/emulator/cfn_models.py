@@ -1430,6 +1430,16 @@ def _change_set_apply(self: cfn_engine_models.ChangeSet) -> None:
         exports[export.name] = export
 
 
+def _resource_map_update(self: cfn_parsing.ResourceMap, template: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+    """moto keeps a resource removed from the template in its cache, so adding it back under
+    the same logical id later re-uses the deleted object instead of creating the resource
+    (CloudFormation creates it). Removed resources are forgotten once the update is done."""
+    removed = set(self._resource_json_map) - set(template.get("Resources") or {})
+    _ORIGINALS["resource_map_update"](self, template, *args, **kwargs)
+    for name in removed:
+        self._parsed_resources.pop(name, None)
+
+
 def _stack_resources(self: cfn_engine_models.Stack) -> Iterable[Any]:
     return [r for r in self.resource_map.values() if r is not None]
 
@@ -1504,12 +1514,17 @@ def install_engine_patches() -> None:
       describing one is ``ChangeSetNotFound`` (what the CDK CLI waits for), not a stack error.
     - Budgets ``DescribeSubscribersForNotification`` is missing; it is added, so that the
       recipients a budget handler stored can be read back.
+    - A resource removed by one update and added back by a later one is created again
+      (moto re-used the deleted object): remediation re-creates resources deleted out of
+      band this way.
 
     Each patch wraps or adds one function; :func:`uninstall_engine_patches` undoes them.
     """
     if _ORIGINALS:
         return
     _ORIGINALS["build_resource_diff"] = cfn_parsing.ResourceMap.build_resource_diff
+    _ORIGINALS["resource_map_update"] = cfn_parsing.ResourceMap.update
+    cfn_parsing.ResourceMap.update = _resource_map_update  # type: ignore[method-assign]
     _ORIGINALS["apply"] = cfn_engine_models.ChangeSet.apply
     _ORIGINALS["stack_resources"] = cfn_engine_models.Stack.stack_resources
     _ORIGINALS["delete_change_set"] = cfn_engine_models.CloudFormationBackend.delete_change_set
@@ -1529,6 +1544,7 @@ def uninstall_engine_patches() -> None:
     if not _ORIGINALS:
         return
     cfn_parsing.ResourceMap.build_resource_diff = _ORIGINALS.pop("build_resource_diff")  # type: ignore[method-assign]
+    cfn_parsing.ResourceMap.update = _ORIGINALS.pop("resource_map_update")  # type: ignore[method-assign]
     cfn_engine_models.ChangeSet.apply = _ORIGINALS.pop("apply")  # type: ignore[method-assign]
     cfn_engine_models.Stack.stack_resources = _ORIGINALS.pop("stack_resources")  # type: ignore[method-assign]
     cfn_engine_models.CloudFormationBackend.delete_change_set = _ORIGINALS.pop("delete_change_set")  # type: ignore[method-assign]
