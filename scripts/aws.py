@@ -29,6 +29,46 @@ ASSUME_ROLE_HINT = "check the client's ExternalId, the deploy role's trust polic
 _SESSION_NAME_BAD_CHARS = re.compile(r"[^\w+=,.@-]")
 
 
+def vend_bucket_name(account: str, region: str) -> str:
+    """vend's own bucket in an account: staged templates (``templates/``) and the deploy lock
+    (``locks/``). Made by vend on first use; nothing for the user to create."""
+    return f"vend-deploy-{account}-{region}"
+
+
+def ensure_private_bucket(s3: Any, bucket: str, region: str, account: str) -> None:
+    """Create ``bucket`` (private: public access blocked, encrypted) unless it exists and is
+    ``account``'s. A bucket of that name owned by someone else is an error (403), never used."""
+    try:
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
+        return
+    except ClientError as err:
+        if str(err.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        s3.create_bucket(**kwargs)
+    except ClientError as err:
+        if str(err.response.get("Error", {}).get("Code")) != "BucketAlreadyOwnedByYou":
+            raise
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+
+
 class AssumeRoleError(Exception):
     """A role could not be assumed; says which role, what AWS answered and where to look."""
 

@@ -15,7 +15,11 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
-from moto.server import ThreadedMotoServer
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+from scripts.emulator.faults import FaultInjector, FaultMiddleware, FaultPlan, install_hooks
 
 
 def register_models() -> None:
@@ -42,16 +46,33 @@ def register_models() -> None:
             )
 
 
+class _FaultyMotoServer(ThreadedMotoServer):
+    """moto's threaded server with the fault layer (``faults.FaultMiddleware``) in front."""
+
+    def __init__(self, injector: FaultInjector, ip_address: str, port: int) -> None:
+        super().__init__(ip_address=ip_address, port=port, verbose=False)
+        self._injector = injector
+
+    def _server_entry(self) -> None:
+        app = FaultMiddleware(DomainDispatcherApplication(create_backend_app), self._injector)
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 class Emulator:
     """A moto server in a background thread, with the handlers registered.
 
     A class rather than a bare ``ThreadedMotoServer`` so that callers get the real port
     (``port=0`` lets the OS pick a free one, without a race) and a ``with`` block.
+    ``faults`` (a validated fault file, see ``faults.py``) injects errors, latency and
+    preset stack states; without it the fault layer only counts calls (``injector.calls``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, faults: FaultPlan | None = None) -> None:
         self._server: ThreadedMotoServer | None = None
         self._url: str | None = None
+        self.injector = FaultInjector(faults)
 
     def start(self, host: str = "127.0.0.1", port: int = 0, *, log_requests: bool = False) -> Emulator:
         """Start serving on ``host:port`` (``port=0``: a free port); returns self.
@@ -61,8 +82,9 @@ class Emulator:
         if self._server is not None:
             raise RuntimeError(f"emulator already running at {self._url}")
         register_models()
+        install_hooks()
         logging.getLogger("werkzeug").setLevel(logging.INFO if log_requests else logging.ERROR)
-        server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        server = _FaultyMotoServer(self.injector, host, port)
         server.start()
         bound_host, bound_port = server.get_host_and_port()
         self._server = server

@@ -1,8 +1,9 @@
-"""Deploying with change sets into moto, with AWS failure modes injected through botocore hooks.
+"""Deploying one stack and one target with change sets into the emulator.
 
-moto completes change sets synchronously and cannot produce stack failures,
-rollbacks or throttling, so those are injected with event hooks on the very
-clients the driver creates (``HookedAccess``) and the driver's reaction is
+moto completes change sets synchronously and cannot produce stack failures, rollbacks
+or throttling. Stuck stacks come from the emulator's fault layer (preset stack states,
+``scripts/emulator/faults.py``); single odd answers are injected with botocore event hooks
+on the very clients the driver creates (``HookedAccess``). The driver's reaction is
 checked against live emulator state.
 """
 
@@ -22,7 +23,9 @@ from botocore.awsrequest import AWSResponse
 
 from scripts.assembly import StackArtifact, read_assembly
 from scripts.aws import AwsAccess
-from scripts.deploy import Target, TargetResult, deploy_stack, deploy_targets
+from scripts.deploy import Cancel, Target, TargetResult, TemplateStager, deploy_stack, deploy_targets
+from scripts.emulator.faults import FaultPlan, parse_fault_text
+from scripts.emulator.server import Emulator
 
 MSP = "123456789012"  # moto's account for the base (non-assumed) credentials
 ACME = "111122223333"
@@ -38,10 +41,8 @@ def role(account: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One moto server per module, with fake credentials and no user AWS config."""
-    from moto.server import ThreadedMotoServer
-
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """One emulator per module, with fake credentials and no user AWS config."""
     nowhere = tmp_path_factory.mktemp("aws") / "none"
     with pytest.MonkeyPatch.context() as env:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "MOTO_ACCOUNT_ID"):
@@ -51,17 +52,29 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env.setenv("AWS_DEFAULT_REGION", REGION)
         env.setenv("AWS_CONFIG_FILE", str(nowhere))
         env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(nowhere))
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-        server.stop()
+        with Emulator().start() as emu:
+            yield emu
+
+
+@pytest.fixture(scope="module")
+def endpoint(emulator: Emulator) -> str:
+    return emulator.url
 
 
 @pytest.fixture(autouse=True)
-def fresh_state(endpoint: str) -> None:
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+def fresh_state(emulator: Emulator) -> Iterator[None]:
+    emulator.injector.load(None)
+    request = urllib.request.Request(f"{emulator.url}/moto-api/reset", method="POST")
     urllib.request.urlopen(request).close()
+    yield
+    emulator.injector.load(None)
+
+
+def faults(emulator: Emulator, text: str) -> FaultPlan:
+    plan, problems = parse_fault_text(text)
+    assert plan is not None, problems
+    emulator.injector.load(plan)
+    return plan
 
 
 @pytest.fixture
@@ -175,7 +188,8 @@ def queue_names(access: AwsAccess, account: str, region: str = REGION) -> set[st
 
 def topic_names(access: AwsAccess, account: str, region: str = REGION) -> set[str]:
     sns = access.client(session_in(access, account), "sns", region)
-    return {t["TopicArn"].rsplit(":", 1)[1] for t in sns.list_topics()["Topics"]}
+    pages = sns.get_paginator("list_topics").paginate()
+    return {t["TopicArn"].rsplit(":", 1)[1] for page in pages for t in page["Topics"]}
 
 
 def change_set_statuses(cfn: Any, stack_name: str) -> list[str]:
@@ -250,37 +264,212 @@ def test_empty_change_set_is_unchanged_and_deleted(access: AwsAccess, tmp_path: 
     assert change_set_statuses(cfn, "vend-empty") == ["CREATE_COMPLETE"]  # only the original one
 
 
-@pytest.mark.parametrize(
-    ("status", "expected"),
-    [
-        ("ROLLBACK_COMPLETE", "must be deleted and recreated"),
-        ("UPDATE_ROLLBACK_FAILED", "needs continue-update-rollback"),
-    ],
-)
-def test_stuck_stack_fails_with_advice_and_is_left_alone(
-    access: AwsAccess, tmp_path: Path, status: str, expected: str
+WRITES = {"CreateChangeSet", "ExecuteChangeSet", "DeleteStack", "ContinueUpdateRollback", "DeleteChangeSet"}
+
+
+def preset(emulator: Emulator, stack: str, status: str, **extra: Any) -> None:
+    fields = "".join(f", {k}: {json.dumps(v)}" for k, v in extra.items())
+    faults(
+        emulator, f'stacks:\n  - {{account: "{ACME}", region: {REGION}, stack: {stack}, status: {status}{fields}}}\n'
+    )
+
+
+def cfn_calls(emulator: Emulator, account: str = ACME) -> list[str]:
+    return [
+        c.operation
+        for c, n in emulator.injector.calls.items()
+        for _ in range(n)
+        if c.service == "cloudformation" and c.account == account
+    ]
+
+
+def test_rollback_complete_is_reported_with_its_reason_and_left_alone(
+    access: AwsAccess, emulator: Emulator, tmp_path: Path
 ) -> None:
-    deploy_one(access, make_stack(tmp_path / "v1", "Stuck", {"Q": queue("stuck-q")}))
-    v2 = make_stack(tmp_path / "v2", "Stuck", {"Q": queue("stuck-q"), "T": topic("stuck-t")})
+    preset(emulator, "vend-stuck", "ROLLBACK_COMPLETE", reason="Trail: InsufficientS3BucketPolicyException")
 
-    def stuck(parsed: dict[str, Any], **_: Any) -> None:
-        parsed["Stacks"][0]["StackStatus"] = status
+    result = deploy_one(access, make_stack(tmp_path, "Stuck", {"Q": queue("stuck-q")}))
 
-    calls = CallLog()
+    assert (result.outcome, result.status) == ("FAILED", "ROLLBACK_COMPLETE")
+    assert "InsufficientS3BucketPolicyException" in result.detail
+    assert "--recreate-failed" in result.detail
+    assert not WRITES & set(cfn_calls(emulator))  # nothing deleted, nothing changed
+    assert cfn_in(access, ACME).describe_stacks(StackName="vend-stuck")["Stacks"][0]["StackStatus"] == (
+        "ROLLBACK_COMPLETE"
+    )
+    assert "stuck-q" not in queue_names(access, ACME)
+
+
+def test_rollback_complete_is_recreated_only_when_asked(access: AwsAccess, emulator: Emulator, tmp_path: Path) -> None:
+    preset(emulator, "vend-stuck", "ROLLBACK_COMPLETE", reason="Trail: InsufficientS3BucketPolicyException")
+
+    result = deploy_one(access, make_stack(tmp_path, "Stuck", {"Q": queue("stuck-q")}), recreate_failed=True)
+
+    assert result.outcome == "CREATED", result.detail
+    assert result.detail.startswith("recreated (was ROLLBACK_COMPLETE: ")
+    assert any(a.startswith("deleted the ROLLBACK_COMPLETE stack") for a in result.actions)
+    assert "DeleteStack" in cfn_calls(emulator)
+    stack = cfn_in(access, ACME).describe_stacks(StackName="vend-stuck")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert "stuck-q" in queue_names(access, ACME)
+
+
+def test_update_rollback_failed_is_continued_then_updated_never_deleted(
+    access: AwsAccess, emulator: Emulator, tmp_path: Path
+) -> None:
+    preset(emulator, "vend-stuck", "UPDATE_ROLLBACK_FAILED", reason="Detector: a detector already exists")
+
+    result = deploy_one(access, make_stack(tmp_path, "Stuck", {"Q": queue("stuck-q")}))
+
+    assert result.outcome == "UPDATED", result.detail
+    assert "continued the rollback" in result.detail and "a detector already exists" in result.detail
+    calls = cfn_calls(emulator)
+    assert "ContinueUpdateRollback" in calls and "DeleteStack" not in calls
+    assert calls.index("ContinueUpdateRollback") < calls.index("CreateChangeSet")
+    assert "stuck-q" in queue_names(access, ACME)
+
+
+def test_refused_continue_rollback_fails_with_advice(access: AwsAccess, emulator: Emulator, tmp_path: Path) -> None:
+    preset(emulator, "vend-stuck", "UPDATE_ROLLBACK_FAILED")
+    emulator.injector.load(
+        replace(
+            emulator.injector.plan,
+            rules=parse_fault_text(
+                "faults:\n  - {service: cloudformation, operation: ContinueUpdateRollback, error: ValidationError,"
+                " message: resource Trail cannot be rolled back}\n"
+            )[0].rules,  # type: ignore[union-attr]
+        )
+    )
+
+    result = deploy_one(access, make_stack(tmp_path, "Stuck", {"Q": queue("stuck-q")}))
+
+    assert (result.outcome, result.status) == ("FAILED", "UPDATE_ROLLBACK_FAILED")
+    assert "continue-update-rollback was refused" in result.detail and "cannot be rolled back" in result.detail
+    assert "--resources-to-skip" in result.detail
+    assert not {"DeleteStack", "CreateChangeSet"} & set(cfn_calls(emulator))
+
+
+def test_continue_rollback_that_fails_again_is_reported(access: AwsAccess, emulator: Emulator, tmp_path: Path) -> None:
+    preset(emulator, "vend-stuck", "UPDATE_ROLLBACK_FAILED", reason="first failure")
+
+    def still_failed(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["Stacks"][0]["StackStatus"] = "UPDATE_ROLLBACK_FAILED"
+
+    hooked = HookedAccess(
+        endpoint_url=access.endpoint_url, hooks=(("after-call.cloudformation.DescribeStacks", still_failed),)
+    )
+    result = deploy_one(hooked, make_stack(tmp_path, "Stuck", {"Q": queue("stuck-q")}))
+
+    assert result.outcome == "FAILED"
+    assert result.detail.startswith("continue-update-rollback ended in UPDATE_ROLLBACK_FAILED")
+    assert "DeleteStack" not in cfn_calls(emulator)
+
+
+def test_busy_stack_is_waited_for_then_deployed(access: AwsAccess, emulator: Emulator, tmp_path: Path) -> None:
+    deploy_one(access, make_stack(tmp_path / "v1", "Busy", {"Q": queue("busy-q")}))
+    preset(emulator, "vend-busy", "UPDATE_IN_PROGRESS", settle_after_s=0.3)
+    v2 = make_stack(tmp_path / "v2", "Busy", {"Q": queue("busy-q"), "T": topic("busy-t")})
+
+    result = deploy_one(access, v2)
+
+    assert result.outcome == "UPDATED", result.detail
+    assert cfn_calls(emulator).count("DescribeStacks") >= 3  # polled while it was busy
+    assert "busy-t" in topic_names(access, ACME)
+
+
+def test_busy_stack_that_stays_busy_is_reported_after_the_timeout(
+    access: AwsAccess, emulator: Emulator, tmp_path: Path
+) -> None:
+    preset(emulator, "vend-busy", "UPDATE_IN_PROGRESS")
+
+    result = deploy_one(access, make_stack(tmp_path, "Busy", {"Q": queue("busy-q")}), timeout_s=0.3)
+
+    assert (result.outcome, result.status) == ("FAILED", "UPDATE_IN_PROGRESS")
+    assert "busy (UPDATE_IN_PROGRESS)" in result.detail
+    assert "CreateChangeSet" not in cfn_calls(emulator)
+
+
+def test_cancelled_before_start_touches_nothing(access: AwsAccess, emulator: Emulator, tmp_path: Path) -> None:
+    cancel = Cancel()
+    cancel.set("interrupted by SIGINT")
+
+    result = deploy_one(access, make_stack(tmp_path, "Never", {"Q": queue("never-q")}), cancel=cancel)
+
+    assert (result.outcome, result.detail) == ("SKIPPED", "not started: interrupted by SIGINT")
+    assert cfn_calls(emulator) == []
+
+
+def test_cancelled_between_change_set_and_execution_deletes_the_change_set(
+    access: AwsAccess, emulator: Emulator, tmp_path: Path
+) -> None:
+    cancel = Cancel()
+
+    def interrupt(**_: Any) -> None:
+        cancel.set("interrupted by SIGTERM")
+
+    hooked = HookedAccess(
+        endpoint_url=access.endpoint_url, hooks=(("after-call.cloudformation.DescribeChangeSet", interrupt),)
+    )
+    result = deploy_one(hooked, make_stack(tmp_path, "Half", {"Q": queue("half-q")}), cancel=cancel)
+
+    assert result.outcome == "SKIPPED"
+    assert result.detail == "not executed: interrupted by SIGTERM (its change set was deleted)"
+    calls = cfn_calls(emulator)
+    assert "DeleteChangeSet" in calls and "ExecuteChangeSet" not in calls
+    assert "half-q" not in queue_names(access, ACME)
+
+
+def test_cancelled_while_cloudformation_works_is_in_flight(
+    access: AwsAccess, emulator: Emulator, tmp_path: Path
+) -> None:
+    cancel = Cancel()
+    executed: list[bool] = []
+
+    def note_execute(**_: Any) -> None:
+        executed.append(True)
+        cancel.set("interrupted by SIGINT")
+
+    def still_running(parsed: dict[str, Any], **_: Any) -> None:
+        if executed:
+            parsed["Stacks"][0]["StackStatus"] = "CREATE_IN_PROGRESS"
+
     hooked = HookedAccess(
         endpoint_url=access.endpoint_url,
         hooks=(
-            ("after-call.cloudformation.DescribeStacks", stuck),
-            ("before-call.cloudformation", calls),
+            ("before-call.cloudformation.ExecuteChangeSet", note_execute),
+            ("after-call.cloudformation.DescribeStacks", still_running),
         ),
     )
-    result = deploy_one(hooked, v2)
+    result = deploy_one(hooked, make_stack(tmp_path, "Flying", {"Q": queue("flying-q")}), cancel=cancel)
 
-    assert result.outcome == "FAILED"
-    assert expected in result.detail
-    assert set(calls.names) == {"DescribeStacks"}  # no change set, no delete, no rollback
-    assert cfn_in(access, ACME).describe_stacks(StackName="vend-stuck")["Stacks"]
-    assert "stuck-t" not in topic_names(access, ACME)
+    assert (result.outcome, result.status) == ("IN_FLIGHT", "CREATE_IN_PROGRESS")
+    assert "CloudFormation finishes it" in result.detail and "SIGINT" in result.detail
+
+
+def test_without_only_changed_an_unchanged_stack_gets_an_empty_change_set(
+    access: AwsAccess, emulator: Emulator, tmp_path: Path
+) -> None:
+    stack = make_stack(tmp_path, "Same", {"Q": queue("same-q")})
+    deploy_one(access, stack)
+    emulator.injector.reset()
+
+    result = deploy_one(access, stack, only_changed=False)
+
+    assert result.outcome == "UNCHANGED", result.detail
+    calls = cfn_calls(emulator)
+    assert "CreateChangeSet" in calls and "DeleteChangeSet" in calls and "ExecuteChangeSet" not in calls
+    assert "GetTemplate" not in calls
+
+
+def test_parameters_that_differ_from_the_defaults_are_a_change(access: AwsAccess, tmp_path: Path) -> None:
+    from scripts.deploy import _same_parameters
+
+    template = {"Parameters": {"Env": {"Type": "String", "Default": "prod"}}, "Resources": {}}
+    assert _same_parameters({"Parameters": [{"ParameterKey": "Env", "ParameterValue": "prod"}]}, template)
+    assert not _same_parameters({"Parameters": [{"ParameterKey": "Env", "ParameterValue": "dev"}]}, template)
+    assert not _same_parameters({"Parameters": []}, template)
+    assert not _same_parameters({"Parameters": [{"ParameterKey": "Old", "ParameterValue": "x"}]}, {"Resources": {}})
+    assert _same_parameters({}, {"Resources": {}})
 
 
 def test_failed_execution_reports_the_first_failed_resource(access: AwsAccess, tmp_path: Path) -> None:
@@ -346,6 +535,25 @@ def test_oversized_template_fails_without_touching_cloudformation(access: AwsAcc
     assert result.outcome == "FAILED"
     assert "51,200" in result.detail and "S3" in result.detail
     assert not [name for name in calls.names if name != "AssumeRole"]
+
+
+def test_oversized_template_goes_through_s3(access: AwsAccess, tmp_path: Path) -> None:
+    resources = {f"Topic{i}": topic(f"topic-{i:04d}-" + "x" * 60) for i in range(600)}
+    stack = make_stack(tmp_path, "Big", resources)
+    session = session_in(access, ACME)
+    stager = TemplateStager(access, session, ACME)
+
+    result = deploy_stack(access.client(session, "cloudformation", REGION), stack, poll_s=0.01, stager=stager)
+
+    assert result.outcome == "CREATED", result.detail
+    assert any("staged in S3" in a for a in result.actions)
+    assert len(topic_names(access, ACME)) == 600
+    s3 = access.client(session, "s3", REGION)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stager.bucket(REGION))["Contents"]]
+    assert len(keys) == 1 and keys[0].startswith("templates/vend-big/")
+    assert s3.get_public_access_block(Bucket=stager.bucket(REGION))["PublicAccessBlockConfiguration"][
+        "BlockPublicPolicy"
+    ]
 
 
 def test_aws_errors_become_failed_results(access: AwsAccess, tmp_path: Path) -> None:
@@ -544,11 +752,15 @@ def test_msp_side_failure_skips_every_client(access: AwsAccess, tmp_path: Path) 
     assert queue_names(access, GLOBEX) == set()
 
 
-def test_failed_stack_skips_the_rest_of_its_target(access: AwsAccess, tmp_path: Path) -> None:
-    too_big = {f"T{i}": topic(f"t-{i:04d}-" + "x" * 60) for i in range(600)}
-    first = make_stack(tmp_path / "a", "First", too_big)
+def test_failed_stack_skips_the_rest_of_its_target(access: AwsAccess, emulator: Emulator, tmp_path: Path) -> None:
+    first = make_stack(tmp_path / "a", "First", {"T": topic("first-t")})
     second = make_stack(tmp_path / "b", "Second", {"Q": queue("second-q")}, depends_on=("First",))
     other = client_target(tmp_path, "globex", GLOBEX)
+    faults(
+        emulator,
+        f'faults:\n  - {{service: cloudformation, operation: CreateChangeSet, account: "{ACME}", '
+        "error: ValidationError, message: Template format error}\n",
+    )
 
     results = deploy_targets(
         access,
@@ -558,7 +770,7 @@ def test_failed_stack_skips_the_rest_of_its_target(access: AwsAccess, tmp_path: 
     )
 
     acme = results[0]
-    assert acme.outcome == "FAILED" and acme.detail.startswith("vend-first (us-east-1):")
+    assert acme.outcome == "FAILED" and acme.detail.startswith("vend-first (us-east-1): CreateChangeSet")
     assert [(s.stack_name, s.outcome) for s in acme.stacks] == [
         ("vend-first", "FAILED"),
         ("vend-second", "SKIPPED"),
@@ -586,3 +798,47 @@ def test_unexpected_errors_stay_inside_the_target(access: AwsAccess, tmp_path: P
     hooked = HookedAccess(endpoint_url=access.endpoint_url, hooks=(("before-call.sts.GetCallerIdentity", boom),))
     (result,) = deploy_targets(hooked, first=None, targets=[client_target(tmp_path, "acme", ACME)], poll_s=0.01)
     assert result.outcome == "FAILED" and "RuntimeError: boom" in result.detail
+
+
+def test_regional_stacks_of_a_client_run_in_parallel_after_its_global_stack(access: AwsAccess, tmp_path: Path) -> None:
+    base = make_stack(tmp_path / "g", "AcmeGlobal", {"Q": queue("acme-global-q")})
+    regional = [
+        make_stack(
+            tmp_path / region,
+            f"Acme{region.replace('-', '')}",
+            {"T": topic(f"acme-{region}-t")},
+            region=region,
+            depends_on=("AcmeGlobal",),
+        )
+        for region in ("us-east-1", "us-west-2", "eu-west-1")
+    ]
+    lock = threading.Lock()
+    active: list[str] = []
+    peak: list[int] = [0]
+    order: list[str] = []
+
+    def slow_create(params: dict[str, Any], **_: Any) -> None:
+        with lock:
+            active.append(params["body"]["StackName"])
+            order.append(params["body"]["StackName"])
+            peak[0] = max(peak[0], len(active))
+        threading.Event().wait(0.3)
+        with lock:
+            active.remove(params["body"]["StackName"])
+
+    hooked = HookedAccess(
+        endpoint_url=access.endpoint_url, hooks=(("before-call.cloudformation.CreateChangeSet", slow_create),)
+    )
+    (result,) = deploy_targets(
+        hooked, first=None, targets=[Target("acme", role(ACME), None, (*regional, base))], poll_s=0.01
+    )
+
+    assert result.outcome == "OK", result.detail
+    assert order[0] == "vend-acmeglobal"  # the global stack alone, first
+    assert peak[0] == 3  # then the three regions at once
+    assert [s.stack_name for s in result.stacks] == [
+        "vend-acmeglobal",
+        "vend-acmeuseast1",
+        "vend-acmeuswest2",
+        "vend-acmeeuwest1",
+    ]

@@ -1,0 +1,1 @@
+"""Benchmarks of the deploy driver; see bench/README section in the top-level README."""
