@@ -8,7 +8,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +19,18 @@ $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 
 install: $(STAMP)
 
+# The HTML drift report is checked in a real browser: Debian's Chromium, installed once
+# when missing (CI machines start without it; needs root or sudo).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 demo: install
 	$(BIN)/vend demo
 
 # pytest exits 5 when it collected no tests: that is a failure, not a pass.
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q; code=$$?; \
 	if [ $$code -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$code
 

@@ -9,9 +9,11 @@ NOT_CHECKED or ERROR with the reason, never as IN_SYNC.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,6 +109,8 @@ class _Ctx:
         self.baseline = baseline
         self.key_arns = key_arns
         self.findings: list[Finding] = []
+        #: Exceptions of this client that expired: left out of ``baseline``, named in findings.
+        self.expired: tuple[Any, ...] = ()
 
     def client(self, service: str, region: str) -> Any:
         return self.access.client(self.session, service, region)
@@ -139,9 +143,26 @@ class _Ctx:
         if waived is not None:
             self.record(region, control, "EXCEPTED", detail=waived.label())
             return
+        # issue 6: an expired exception waives nothing (the spec expects the control again); say so.
+        lapsed = [
+            e.expires.isoformat() for e in self.expired if e.covers(control, None if region == GLOBAL else region)
+        ]
+        if control == "config-rules":
+            lapsed += [e.expires.isoformat() for e in waived_rules(self.expired, region).values()]
+        if lapsed:
+            before = len(self.findings)
+            self._run_check(region, control, check)
+            note = f"exception expired on {min(lapsed)}: renew it, or remove it and deploy"
+            self.findings[before:] = [
+                replace(f, detail=f"{f.detail} ({note})" if f.detail else note) for f in self.findings[before:]
+            ]
+            return
         if control == "config-rules" and (rules := waived_rules(exceptions, region)):
             for name, e in sorted(rules.items()):
                 self.record(region, control, "EXCEPTED", {"rule": name}, None, f"rule {name} {e.label()}")
+        self._run_check(region, control, check)
+
+    def _run_check(self, region: str, control: str, check: Callable[[], None]) -> None:
         try:
             check()
         except ClientError as exc:
@@ -153,6 +174,12 @@ class _Ctx:
             self.record(region, control, status, detail=f"{code}: {err.get('Message', '')}")
         except (BotoCoreError, KeyError, ValueError, TypeError) as exc:
             self.record(region, control, "ERROR", detail=f"{type(exc).__name__}: {exc}")
+
+
+def today() -> date:
+    """The date exceptions expire against: ``VEND_TODAY`` (ISO) if set, as in validation."""
+    value = os.environ.get("VEND_TODAY")
+    return date.fromisoformat(value) if value else date.today()
 
 
 # --- checks -----------------------------------------------------------------------------
@@ -521,8 +548,11 @@ def check_client(
     key_arns: frozenset[str],
     templates: Mapping[str, Mapping[str, Any]] | None = None,
     cfn_unsupported: str | None = None,
+    expired: Sequence[Any] = (),
 ) -> list[Finding]:
-    """Every control of one client: live checks, then the template and CloudFormation signals."""
+    """Every control of one client: live checks, then the template and CloudFormation signals.
+
+    ``expired``: the client's exceptions that expired (``baseline`` was built without them)."""
     c = baseline.client
     try:
         session = access.assume_role(
@@ -542,6 +572,7 @@ def check_client(
             + [(r, k) for r in c.regions for k in CONTROLS_REGIONAL]
         ]
     ctx = _Ctx(access, session, baseline, key_arns)
+    ctx.expired = tuple(expired)
     ctx.run(GLOBAL, "cloudtrail", lambda: check_trail(ctx))
     ctx.run(GLOBAL, "msp-role", lambda: check_msp_role(ctx))
     ctx.run(GLOBAL, "permission-boundary", lambda: check_boundary(ctx))
@@ -625,12 +656,23 @@ def drift_portfolio(
     """
     selected = [c for c in portfolio.clients if not clients or c.client in clients]
     key_arns = central_key_arns(access, portfolio.defaults)
-    baselines = [client_baseline(c, portfolio.defaults) for c in selected]
+    # An expired exception waives nothing: the control is expected again (and named in the finding).
+    expired = {c.client: tuple(e for e in c.exceptions if e.expires < today()) for c in selected}
+    baselines = [
+        client_baseline(
+            c.model_copy(update={"exceptions": tuple(e for e in c.exceptions if e not in expired[c.client])}),
+            portfolio.defaults,
+        )
+        for c in selected
+    ]
     templates = stack_signals.synthesized_templates(assembly)
     cfn_unsupported = stack_signals.drift_detection_unsupported(access)
     report = DriftReport()
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for findings in pool.map(lambda b: check_client(access, b, key_arns, templates, cfn_unsupported), baselines):
+        for findings in pool.map(
+            lambda b: check_client(access, b, key_arns, templates, cfn_unsupported, expired[b.client.client]),
+            baselines,
+        ):
             report.findings.extend(findings)
     if templates is None:
         report.notes.append(

@@ -511,7 +511,15 @@ def _remediate_client(fix: _ClientFix, findings: Sequence[Finding]) -> None:
     api: list[Finding] = []
     for f in rest:
         setting = _adopted(fix, f)
-        if f.status == "MISSING" and setting:
+        if "exception expired" in f.detail:
+            fix.record(
+                f,
+                "manual",
+                "the exception for this control expired: renew it (new expiry and approval), "
+                f"or remove it from the override and run `vend deploy {f.client}`",
+                "SKIPPED",
+            )
+        elif f.status == "MISSING" and setting:
             fix.record(
                 f,
                 "manual",

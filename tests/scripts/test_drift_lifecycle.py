@@ -286,3 +286,55 @@ def test_html_report_from_the_command_line(
     assert code == 0  # the drift command synthesized the current code itself: brightmart is current
     assert page.startswith("<!DOCTYPE html>") and "brightmart" in page and 'data-status="IN_SYNC"' in page
     assert "https://" not in page and "http://" not in page
+
+
+EXCEPTION = """\
+exceptions:
+  - control: guardduty
+    regions: [us-west-2]
+    reason: the client's SOC runs its own detector there (SEC-123)
+    approver: security-lead@msp.example
+    expires: 2030-01-01
+"""
+
+
+def test_an_exception_is_excepted_until_it_expires_then_checked_again(
+    deployed: Portfolio,
+    access: AwsAccess,
+    emulator: Emulator,
+    overrides: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    acme = overrides / "acme-health.yaml"
+    acme.write_text(acme.read_text() + EXCEPTION)
+    waived = tmp_path / "cdk.out"
+    assert synthesize(overrides, waived, validation=False, quiet=True) == 0
+    results = run_deploy(access, _load(overrides), waived, ["acme-health"], concurrency=1)
+    assert all(r.outcome == "OK" for r in results), [(r.name, r.detail) for r in results]
+
+    code, report, _ = _run_drift(capsys, emulator, overrides, waived)
+    assert code == 0 and _not_in_sync(report) == {("acme-health", "us-west-2", "guardduty"): "EXCEPTED"}
+    excepted = next(f for f in report["findings"] if f["status"] == "EXCEPTED")
+    assert "waived until 2030-01-01 by security-lead@msp.example" in excepted["detail"]
+
+    # The day after the expiry: validation refuses the file (nothing is deployed with it), but
+    # drift still runs and checks the detector the exception no longer waives.
+    monkeypatch.setenv("VEND_TODAY", "2030-01-02")
+    capsys.readouterr()
+    args = ["drift", "acme-health", "--format", "json", "--endpoint-url", emulator.url, "--overrides", str(overrides)]
+    code = main(args)
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert code == 3
+    assert "expired" in out.err
+    (finding,) = [f for f in report["findings"] if f["status"] != "IN_SYNC"]
+    assert (finding["region"], finding["control"], finding["status"]) == ("us-west-2", "guardduty", "MISSING")
+    assert "exception expired on 2030-01-01" in finding["detail"]
+    assert any("OUTDATED not checked" in n for n in report["notes"])  # the code does not synthesize either
+
+    capsys.readouterr()
+    main([*args, "--remediate"])
+    (action,) = json.loads(capsys.readouterr().out)["remediation"]
+    assert action["how"] == "manual" and "renew it" in action["what"]
