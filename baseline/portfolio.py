@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import jsonschema
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 
-from baseline.exceptions import exception_problems
+from baseline.exceptions import ControlException, exception_problems
 from baseline.model import ClientOverride, EffectiveClient, MspDefaults, Profile
 from baseline.regions import COMMERCIAL_REGIONS
 from baseline.yamlsource import Problem, SourceDoc, format_path, load_yaml
@@ -115,12 +115,16 @@ def load_portfolio(
         if not p.exists():
             problems.append(Problem(str(p), 1, 1, "", "no such file or directory"))
     loaded: list[tuple[SourceDoc, ClientOverride]] = []
+    checked: list[tuple[SourceDoc, set[str]]] = []  # every readable file, with the paths that are wrong
     for f in files:
         default_rules = [r.name for r in defaults.config_rules] if defaults else []
+        before = len(problems)
         doc, override = _load_override(f, profiles, problems, today=today, default_rules=default_rules)
+        if doc is not None and isinstance(doc.data, dict):
+            checked.append((doc, _bad_paths(problems[before:])))
         if doc is not None and override is not None:
             loaded.append((doc, override))
-    problems.extend(_cross_file_problems(loaded))
+    problems.extend(_cross_file_problems(checked))
     errors = [p for p in problems if p.severity == "error"]
     if errors or defaults is None:
         return None, sorted(problems)
@@ -179,71 +183,144 @@ def _load_override(
         return None, None
     schema_problems = _schema_problems(doc, _json_schema(ClientOverride), {p.path for p in traps})
     problems.extend(schema_problems)
-    if traps or schema_problems:
-        return doc, None
-    try:
-        override = ClientOverride.model_validate(doc.data)
-    except ValidationError as exc:
-        problems.extend(_pydantic_problems(doc, exc))
-        return doc, None
-    semantic = _semantic_problems(doc, override, profiles, path)
-    semantic += _exception_problems(doc, override, profiles, today or _today(), default_rules)
+    override: ClientOverride | None = None
+    found = [*traps, *schema_problems]
+    if not found:
+        try:
+            override = ClientOverride.model_validate(doc.data)
+        except ValidationError as exc:  # the schema and the model should agree; report, never crash
+            found = _pydantic_problems(doc, exc)
+            problems.extend(found)
+    # The semantic checks run even when other parts of the file are wrong: each one only reads
+    # values that passed the schema, so every independent problem is reported in one round.
+    bad = _bad_paths(found)
+    semantic = _semantic_problems(doc, profiles, path, bad)
+    semantic += _exception_problems(doc, profiles, today or _today(), default_rules, bad)
     problems.extend(semantic)
-    return doc, (None if any(p.severity == "error" for p in semantic) else override)
+    if override is None or any(p.severity == "error" for p in semantic):
+        return doc, None
+    return doc, override
+
+
+_Path = tuple[str | int, ...]
+_MISSING = object()
+
+
+def _bad_paths(problems: Iterable[Problem]) -> set[str]:
+    return {p.path for p in problems if p.severity == "error"}
+
+
+def _value(data: Any, path: _Path) -> Any:
+    for part in path:
+        if (
+            isinstance(part, str)
+            and isinstance(data, dict)
+            and part in data
+            or isinstance(part, int)
+            and isinstance(data, list)
+            and 0 <= part < len(data)
+        ):
+            data = data[part]
+        else:
+            return _MISSING
+    return data
+
+
+def _usable(data: Any, bad: set[str], *paths: _Path) -> bool:
+    """True when every value at ``paths`` is present and neither it, a part of it, nor a
+    mapping around it has an error: then the schema has checked its type and format."""
+    for path in paths:
+        if _value(data, path) is _MISSING:
+            return False
+        fp = format_path(path)
+        for b in bad:
+            if not b:
+                continue  # a document-level problem (a missing key) leaves the other keys usable
+            if b == fp or b.startswith((f"{fp}.", f"{fp}[")) or fp.startswith((f"{b}.", f"{b}[")):
+                return False
+    return True
 
 
 def _exception_problems(
-    doc: SourceDoc, o: ClientOverride, profiles: dict[str, Profile], today: date, default_rules: Sequence[str]
+    doc: SourceDoc, profiles: dict[str, Profile], today: date, default_rules: Sequence[str], bad: set[str]
 ) -> list[Problem]:
     """Expired exceptions fail, those expiring within 30 days warn (baseline/exceptions.py)."""
-    rule_names = [*default_rules, *(r.name for p in o.profiles if p in profiles for r in profiles[p].config_rules)]
+    data = doc.data
+    if not _usable(data, bad, ("exceptions",), ("regions",)):
+        return []
+    if not (_usable(data, bad, ("profiles",)) or "profiles" not in data):
+        return []  # the rule names depend on the profiles
+    try:
+        exceptions = TypeAdapter(list[ControlException]).validate_python(data["exceptions"])
+    except ValidationError:
+        return []  # reported by the model validation
+    client_profiles = data.get("profiles", [])
+    rule_names = [*default_rules, *(r.name for p in client_profiles if p in profiles for r in profiles[p].config_rules)]
     return [
         doc.problem(path, message, severity)
-        for path, message, severity in exception_problems(o.exceptions, o.regions, rule_names, today)
+        for path, message, severity in exception_problems(exceptions, data["regions"], rule_names, today)
     ]
 
 
-def _semantic_problems(doc: SourceDoc, o: ClientOverride, profiles: dict[str, Profile], path: Path) -> list[Problem]:
+def _semantic_problems(doc: SourceDoc, profiles: dict[str, Profile], path: Path, bad: set[str]) -> list[Problem]:
+    """The rules a schema cannot express, each run on the values it reads if those are valid."""
     out: list[Problem] = []
+    data = doc.data
 
     def add(p: tuple[str | int, ...], message: str) -> None:
         out.append(doc.problem(p, message))
 
-    if o.client != path.stem:
+    def ok(*paths: _Path) -> bool:
+        return _usable(data, bad, *paths)
+
+    if ok(("client",)) and data["client"] != path.stem:
         add(("client",), f"must equal the file name: the file is {path.name}, so client: {path.stem}")
-    for i, region in enumerate(o.regions):
+    regions: list[str] = data["regions"] if ok(("regions",)) else []
+    for i, region in enumerate(regions):
         if region not in COMMERCIAL_REGIONS:
             add(("regions", i), f"unknown region {region}{_did_you_mean(region, COMMERCIAL_REGIONS)}")
-    if len(set(o.regions)) != len(o.regions):
+    if len(set(regions)) != len(regions):
         add(("regions",), "lists a region twice")
-    if o.home_region not in COMMERCIAL_REGIONS:
-        add(("home_region",), f"unknown region {o.home_region}{_did_you_mean(o.home_region, COMMERCIAL_REGIONS)}")
-    elif o.home_region not in o.regions:
-        add(("home_region",), f"{o.home_region} must also be listed in regions")
-    role_account = o.access.deploy_role_arn.split(":")[4]
-    if role_account != o.account_id:
-        add(
-            ("access", "deploy_role_arn"),
-            f"role is in account {role_account} but account_id is {o.account_id}; use the role in the client's account",
-        )
-    for i, name in enumerate(o.profiles):
+    if ok(("home_region",)):
+        home = data["home_region"]
+        if home not in COMMERCIAL_REGIONS:
+            add(("home_region",), f"unknown region {home}{_did_you_mean(home, COMMERCIAL_REGIONS)}")
+        elif ok(("regions",)) and home not in regions:
+            add(("home_region",), f"{home} must also be listed in regions")
+    if ok(("access", "deploy_role_arn"), ("account_id",)):
+        role_account = data["access"]["deploy_role_arn"].split(":")[4]
+        if role_account != data["account_id"]:
+            add(
+                ("access", "deploy_role_arn"),
+                f"role is in account {role_account} but account_id is {data['account_id']}; "
+                "use the role in the client's account",
+            )
+    for i, name in enumerate(data["profiles"] if ok(("profiles",)) else []):
         if name not in profiles:
             known = ", ".join(sorted(profiles)) or "none"
             add(("profiles", i), f"unknown profile {name!r} (known: {known}){_did_you_mean(name, profiles)}")
-    if o.budget.thresholds_pct and len(set(o.budget.thresholds_pct)) != len(o.budget.thresholds_pct):
-        add(("budget", "thresholds_pct"), "lists a threshold twice")
-    if o.tags and len({k.lower() for k in o.tags.required}) != len(o.tags.required):
-        add(("tags", "required"), "lists a tag key twice")
+    if ok(("budget", "thresholds_pct")):
+        thresholds = data["budget"]["thresholds_pct"]
+        if len(set(thresholds)) != len(thresholds):
+            add(("budget", "thresholds_pct"), "lists a threshold twice")
+    if ok(("tags", "required")):
+        keys = data["tags"]["required"]
+        if len({k.lower() for k in keys}) != len(keys):
+            add(("tags", "required"), "lists a tag key twice")
     return out
 
 
-def _cross_file_problems(loaded: list[tuple[SourceDoc, ClientOverride]]) -> list[Problem]:
+def _cross_file_problems(checked: list[tuple[SourceDoc, set[str]]]) -> list[Problem]:
+    """Duplicates across files, among the values that are valid (a file with other errors
+    still counts: its account id is as taken as any other)."""
     out: list[Problem] = []
     for field, label in (("client", "client slug"), ("account_id", "account id"), ("external_id", "ExternalId")):
         seen: dict[str, SourceDoc] = {}
-        for doc, o in loaded:
-            value = o.access.external_id if field == "external_id" else getattr(o, field)
+        for doc, bad in checked:
             path: tuple[str, ...] = ("access", "external_id") if field == "external_id" else (field,)
+            if not _usable(doc.data, bad, path):
+                continue
+            value = _value(doc.data, path)
             if value in seen:
                 first = seen[value]
                 out.append(
@@ -265,7 +342,8 @@ def _cross_file_problems(loaded: list[tuple[SourceDoc, ClientOverride]]) -> list
 def _validator(schema_json: str) -> jsonschema.protocols.Validator:
     schema = json.loads(schema_json)
     cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)  # type: ignore[no-any-return]
+    # Only the formats the model uses: a date must be a real YYYY-MM-DD day (exceptions[].expires).
+    return cls(schema, format_checker=jsonschema.FormatChecker(formats=["date"]))  # type: ignore[no-any-return]
 
 
 def _schema_problems(doc: SourceDoc, schema: dict[str, Any], trap_paths: set[str]) -> list[Problem]:
@@ -312,6 +390,8 @@ def _explain(err: jsonschema.ValidationError, doc: SourceDoc) -> list[tuple[tupl
                 f"{_did_you_mean(str(err.instance), [str(o) for o in options])}",
             )
         ]
+    if kind == "format" and err.validator_value == "date":
+        return [(path, _date_message(err.instance))]
     if kind == "exclusiveMinimum":
         return [(path, f"must be greater than {err.validator_value}")]
     if kind == "minimum":
@@ -325,11 +405,22 @@ def _explain(err: jsonschema.ValidationError, doc: SourceDoc) -> list[tuple[tupl
     return [(path, err.message)]
 
 
+def _date_message(value: Any) -> str:
+    why = ""
+    if isinstance(value, str):
+        try:
+            date.fromisoformat(value)
+        except ValueError as exc:
+            why = f" ({exc})" if str(exc).startswith(("day", "month", "year")) else ""
+    return f"{value!r} is not a valid date{why}; write it as YYYY-MM-DD, e.g. 2026-12-31"
+
+
 def _pydantic_problems(doc: SourceDoc, exc: ValidationError) -> list[Problem]:
     out = []
     for e in exc.errors():
         path = tuple(e["loc"])
-        out.append(doc.problem(path, e["msg"]))
+        message = _date_message(e.get("input")) if e["type"].startswith("date_") else e["msg"]
+        out.append(doc.problem(path, message))
     return out
 
 

@@ -134,8 +134,12 @@ def _convert(node: yaml.Node, path: Path_, doc: SourceDoc, problems: list[Proble
         doc.containers.add(path)
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = _constructor.construct_object(key_node)
             line, col = _mark(key_node)
+            try:
+                key = _constructor.construct_object(key_node)
+            except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+                problems.append(Problem(doc.file, line, col, format_path(path), _unreadable(key_node, exc)))
+                key = str(getattr(key_node, "value", "?"))
             if not isinstance(key, str):
                 problems.append(Problem(doc.file, line, col, format_path(path), f"key {key!r} must be text"))
                 key = str(key)
@@ -156,7 +160,14 @@ def _convert(node: yaml.Node, path: Path_, doc: SourceDoc, problems: list[Proble
         doc.containers.add(path)
         return [_convert(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
-    value = _constructor.construct_object(node)
+    try:
+        value = _constructor.construct_object(node)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        # e.g. `expires: 2027-02-30`: YAML 1.1 reads it as a date, and there is no such day.
+        line, col = _mark(node)
+        problems.append(Problem(doc.file, line, col, format_path(path), _unreadable(node, exc)))
+        doc.plain_scalars[path] = node.value
+        return node.value
     if isinstance(value, date | datetime):
         return node.value  # dates stay text (ISO 8601); the model parses them where it expects one
     if not node.style:  # plain (unquoted) scalar (libyaml says "", PyYAML None): YAML 1.1 may have converted it
@@ -166,6 +177,22 @@ def _convert(node: yaml.Node, path: Path_, doc: SourceDoc, problems: list[Proble
             line, col = _mark(node)
             problems.append(Problem(doc.file, line, col, format_path(path), trap))
     return value
+
+
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+
+
+def _unreadable(node: yaml.Node, exc: Exception) -> str:
+    """Why YAML cannot turn a scalar into a value, in words (never a traceback)."""
+    text = node.value if isinstance(node, yaml.ScalarNode) else "?"
+    if node.tag == _TIMESTAMP_TAG:
+        return (
+            f"unquoted {text} is read by YAML as a date, but it is not a valid one ({exc}); "
+            f'write a real date as YYYY-MM-DD, or put it in quotes if you mean the text: "{text}"'
+        )
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        return f"not valid YAML: {exc.problem}"
+    return f"not valid YAML: {exc}"
 
 
 def _trap(node: yaml.ScalarNode, value: Any) -> str | None:

@@ -101,32 +101,24 @@ budget:
 
 
 def next_steps(c: NewClient, path: Path, external_id: str, msp_account: str) -> str:
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{msp_account}:root"},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
-            }
-        ],
-    }
+    """What to do after the file is written. The deploy role comes from `vend onboarding-template`
+    (scripts/onboarding.py): it trusts only ``msp.deploy_principal_arns`` with this client's
+    ExternalId, never the whole MSP account, so no trust policy is printed here."""
+    template = f"onboarding-{c.slug}.json"
     return f"""wrote {path}
 
 next steps:
-  1. Onboarding: the client's administrator creates the role {DEPLOY_ROLE_NAME} in account {c.account_id}
-     with the permissions CloudFormation needs for the baseline (IAM, CloudTrail, Config, GuardDuty,
-     Budgets) and this trust policy (send the ExternalId over a separate channel):
-{_indent(json.dumps(trust, indent=2), 7)}
+  1. Onboarding: `vend onboarding-template {c.slug} --output {template}` writes the CloudFormation
+     template that creates the role {DEPLOY_ROLE_NAME} in account {c.account_id}: trusted only by the MSP's
+     deployment principals (msp.deploy_principal_arns in baseline/defaults.yaml, MSP account {msp_account})
+     and only with this client's ExternalId, with just the permissions the baseline needs.
+     Send {template} to the client's administrator, who deploys it once (CloudFormation console, or
+     `aws cloudformation deploy --template-file {template} --stack-name vend-onboarding
+     --capabilities CAPABILITY_NAMED_IAM`). Send the ExternalId {external_id} over a separate channel.
   2. Pull request: git checkout -b onboard-{c.slug} && git add {path} && git commit -m "Onboard {c.slug}"
      CI runs `vend validate` and posts `vend diff --format markdown` (new stacks, MSP bucket/key policy changes).
   3. After merge: `vend deploy {c.slug}` (MSP side first, then the client), then `vend drift {c.slug}`.
 """
-
-
-def _indent(text: str, n: int) -> str:
-    return "\n".join(" " * n + line for line in text.splitlines())
 
 
 def create(overrides: Path, c: NewClient) -> tuple[Path, str, list[Problem]]:

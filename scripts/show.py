@@ -103,7 +103,8 @@ class _Layers:
                 doc.file = _display(path)
                 self.docs.append((layer, doc))
 
-    def origin(self, field_name: str, value: Any) -> Origin:
+    def origin(self, field_name: str, value: Any, sub: P = ()) -> Origin:
+        """The last layer that wrote ``field_name`` (or the leaf ``sub`` inside it)."""
         paths = FIELD_PATHS.get(field_name)
         if paths is None:
             return Origin("derived", "", 0)
@@ -111,8 +112,8 @@ class _Layers:
         found: list[tuple[str, SourceDoc, P]] = []
         for layer, doc in self.docs:
             path = d_path if layer == "default" else c_path if layer == "client" else p_path
-            if path is not None and _get(doc.data, path) is not _MISSING:
-                found.append((layer, doc, path))
+            if path is not None and _get(doc.data, (*path, *sub)) is not _MISSING:
+                found.append((layer, doc, (*path, *sub)))
         if not found:
             return Origin("built-in", "", 0)  # no layer writes it: vend's own default
         if field_name == "log_retention_days":  # the longest retention wins, not the last layer
@@ -132,6 +133,33 @@ class _Layers:
         return hit
 
 
+def _entry(value: Any, o: Origin) -> dict[str, Any]:
+    return {"value": value, "layer": o.layer, "source": f"{o.file}:{o.line}" if o.file else ""}
+
+
+def _mapping_entry(layers: _Layers, name: str, value: dict[str, Any], sub: P = ()) -> dict[str, Any]:
+    """A mapping field gets a layer per leaf (``fields``): ``guardduty.features:
+    {runtime_monitoring: true}`` in a client file sets that one feature, the others stay the
+    defaults'. The mapping's own ``layer`` is its leaves' layer, or ``mixed``."""
+    leaves: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            leaves[key] = _mapping_entry(layers, name, item, (*sub, key))
+        else:
+            leaves[key] = _entry(item, layers.origin(name, item, (*sub, key)))
+    kinds = {(e["layer"], e["source"] if "fields" not in e else "") for e in leaves.values()}
+    names = {e["layer"] for e in leaves.values()}
+    if len(names) == 1:
+        (layer,) = names
+        whole = layers.origin(name, value, sub)  # where the mapping itself is written
+        source = (f"{whole.file}:{whole.line}" if whole.file else "") if whole.layer == layer else ""
+        if len(kinds) == 1 and not source:
+            source = next(iter(kinds))[1]
+    else:
+        layer, source = "mixed", ""
+    return {"value": value, "layer": layer, "source": source, "fields": leaves}
+
+
 def provenance(
     portfolio: Portfolio,
     client: str,
@@ -139,46 +167,77 @@ def provenance(
     defaults_file: Path = DEFAULTS_FILE,
     profiles_dir: Path = PROFILES_DIR,
 ) -> dict[str, Any]:
-    """``{"client": ..., "fields": {name: {"value", "layer", "source"}}}`` for one client."""
+    """``{"client": ..., "fields": {name: {"value", "layer", "source"}}}`` for one client.
+
+    A mapping (``guardduty_features``, ``inherited``) also has ``fields``: the same record for
+    each of its keys, since different layers may set different keys.
+    """
     c = portfolio.client(client)
     layers = _Layers(Path(c.source_file), c.profiles, defaults_file, profiles_dir)
     data = c.model_dump(mode="json", exclude={"source_file"})
     fields: dict[str, Any] = {}
     for name, value in data.items():
         if name == "config_rules":
-            rules = []
-            for rule in value:
-                o = layers.rule_origin(rule["name"])
-                rules.append({"value": rule, "layer": o.layer, "source": f"{o.file}:{o.line}" if o.file else ""})
-            fields[name] = rules
-            continue
-        o = layers.origin(name, getattr(c, name))
-        fields[name] = {"value": value, "layer": o.layer, "source": f"{o.file}:{o.line}" if o.file else ""}
+            fields[name] = [_entry(rule, layers.rule_origin(rule["name"])) for rule in value]
+        elif isinstance(value, dict) and value:
+            fields[name] = _mapping_entry(layers, name, value)
+        elif name == "exceptions" and value:
+            entry = _entry(value, layers.origin(name, value))
+            entry["items"] = [_entry(item, layers.origin(name, item, (i,))) for i, item in enumerate(value)]
+            fields[name] = entry
+        else:
+            fields[name] = _entry(value, layers.origin(name, getattr(c, name)))
     return {"client": client, "file": _display(Path(c.source_file)), "fields": fields}
 
 
+def _flow(value: Any) -> str:
+    """One YAML value on one line (flow style), quoted wherever YAML needs it."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1_000_000, allow_unicode=True)
+    return text.strip().removesuffix("...").strip()
+
+
+def _note(entry: dict[str, Any]) -> str:
+    return f"  # {entry['layer']}" + (f" {entry['source']}" if entry["source"] else "")
+
+
+def _key(name: str) -> str:
+    return _flow(name)  # a key that YAML would misread (`on`, `1`, `a: b`) comes out quoted
+
+
+def _yaml_mapping(entry: dict[str, Any], indent: int) -> list[str]:
+    lines = []
+    pad = " " * indent
+    for key, leaf in entry["fields"].items():
+        if "fields" in leaf:
+            lines.append(f"{pad}{_key(key)}:{_note(leaf)}")
+            lines += _yaml_mapping(leaf, indent + 2)
+        else:
+            lines.append(f"{pad}{_key(key)}: {_flow(leaf['value'])}{_note(leaf)}")
+    return lines
+
+
 def render_yaml(prov: dict[str, Any]) -> str:
-    """The effective config as YAML, each value followed by ``# layer file:line``."""
+    """The effective config as a YAML document (``yaml.safe_load`` reads it back), each value
+    followed by a comment ``# layer file:line`` naming the layer that set it. Config rules
+    are shown without their ``why`` (``--format json`` has it)."""
     lines = [
         f"# {prov['client']}: effective config = defaults -> profiles -> {prov['file']}",
-        "# each value is followed by the layer that set it",
+        "# each value is followed by the layer that set it; config rules without `why` (see --format json)",
     ]
-
-    def note(entry: dict[str, Any]) -> str:
-        return f"  # {entry['layer']}" + (f" {entry['source']}" if entry["source"] else "")
-
     for name, entry in prov["fields"].items():
         if name == "config_rules":
             lines.append(f"config_rules:  # {len(entry)} rule(s)")
             for r in entry:
-                v = r["value"]
-                params = f" {json.dumps(v['parameters'])}" if v.get("parameters") else ""
-                lines.append(f"  - {v['name']} ({v['identifier']}, {v.get('scope', 'every')}){params}{note(r)}")
-            continue
-        value = entry["value"]
-        text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-        text = text.removesuffix("\n...").removesuffix("...").strip()
-        lines.append(f"{name}: {text}{note(entry)}")
+                v = {k: r["value"][k] for k in ("name", "identifier", "scope", "parameters") if r["value"].get(k)}
+                lines.append(f"  - {_flow(v)}{_note(r)}")
+        elif "fields" in entry:
+            lines.append(f"{_key(name)}:{_note(entry)}")
+            lines += _yaml_mapping(entry, 2)
+        elif "items" in entry:
+            lines.append(f"{_key(name)}:{_note(entry)}")
+            lines += [f"  - {_flow(item['value'])}{_note(item)}" for item in entry["items"]]
+        else:
+            lines.append(f"{_key(name)}: {_flow(entry['value'])}{_note(entry)}")
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,25 @@ BAD = {
     "(us-east-1, us-west-2)",
     "exception-boundary": "18:14: exceptions[0].control: 'permission-boundary' is not one of: cloudtrail, budget, "
     "guardduty, config-rules, tag-rules",
+    # dates: a day that does not exist is a problem with the file, never a traceback
+    "date-no-such-day": "21:14: exceptions[0].expires: unquoted 2027-02-30 is read by YAML as a date, but it is not "
+    "a valid one (day is out of range for month); write a real date as YYYY-MM-DD, or put it in quotes if you mean "
+    'the text: "2027-02-30"',
+    "date-no-such-month": "21:14: exceptions[0].expires: unquoted 2026-13-01 is read by YAML as a date, but it is "
+    "not a valid one (month must be in 1..12); write a real date as YYYY-MM-DD, or put it in quotes if you mean "
+    'the text: "2026-13-01"',
+    "date-as-display-name": "2:15: display_name: unquoted 2026-02-30 is read by YAML as a date, but it is not a "
+    "valid one (day is out of range for month); write a real date as YYYY-MM-DD, or put it in quotes if you mean "
+    'the text: "2026-02-30"',
+    "date-quoted-no-such-day": "21:14: exceptions[0].expires: '2027-02-30' is not a valid date (day is out of range "
+    "for month); write it as YYYY-MM-DD, e.g. 2026-12-31",
+    "date-not-yyyy-mm-dd": "21:14: exceptions[0].expires: '2026-12' is not a valid date; write it as YYYY-MM-DD, "
+    "e.g. 2026-12-31",
+    # a schema error does not hide a semantic one: both in one round
+    "errors-at-once": (
+        "4:14: home_region: eu-west-1 must also be listed in regions",
+        "6:13: engagement: 'manged' is not one of: monitoring, managed (did you mean 'managed'?)",
+    ),
 }
 TODAY = "2026-06-15"
 
@@ -79,7 +99,8 @@ def test_bad_file_reports_file_line_col_path_and_message(
     out = capsys.readouterr().out
     assert code == 2
     errors = [row for row in out.splitlines() if row.startswith(str(folder))]
-    assert errors == [f"{folder / 'acme-health.yaml'}:{BAD[case]}"], out
+    expected = BAD[case] if isinstance(BAD[case], tuple) else (BAD[case],)
+    assert errors == [f"{folder / 'acme-health.yaml'}:{line}" for line in expected], out
     assert "Traceback" not in out
 
 
@@ -94,6 +115,37 @@ def test_all_errors_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
     portfolio, problems = load_portfolio(tmp_path)
     assert portfolio is None
     assert {p.path for p in problems} >= {"account_id", "engagement", "foo"}
+
+
+def test_semantic_and_cross_file_checks_run_despite_schema_errors(tmp_path: Path) -> None:
+    """Every independent problem in one round: a schema error in one field does not hide a
+    semantic error in another, an expired exception, or a duplicate account in another file."""
+    good = (FIXTURES / "good" / "acme-health.yaml").read_text()
+    broken = (
+        good.replace("engagement: managed", "engagement: manged")
+        .replace("role/VendDeploy", "role/VendDeploy\n  foo: 1")
+        .replace("[us-east-1, us-west-2]", "[us-east-1, us-west-2, us-west-2]")
+        + "exceptions:\n  - control: guardduty\n    reason: client SOC runs its own (SEC-1)\n"
+        "    approver: sec@msp.example\n    expires: 2026-01-31\n"
+    )
+    (tmp_path / "acme-health.yaml").write_text(broken)
+    (tmp_path / "acme-two.yaml").write_text(
+        good.replace("client: acme-health", "client: acme-two").replace("acme-health-4b1d9e", "acme-two-1")
+    )
+    portfolio, problems = load_portfolio(tmp_path, today=date(2026, 6, 15))
+    assert portfolio is None
+    got = {(Path(p.file).name, p.path, p.message.split(";")[0]) for p in problems}
+    assert got == {
+        ("acme-health.yaml", "engagement", "'manged' is not one of: monitoring, managed (did you mean 'managed'?)"),
+        ("acme-health.yaml", "access.foo", "unknown key 'foo'"),
+        ("acme-health.yaml", "regions", "lists a region twice"),
+        ("acme-health.yaml", "exceptions[0].expires", "exception for guardduty expired on 2026-01-31"),
+        (
+            "acme-two.yaml",
+            "account_id",
+            f"account id 111122223333 is already used by {tmp_path / 'acme-health.yaml'}:3",
+        ),
+    }
 
 
 def test_duplicates_across_files_are_errors(tmp_path: Path) -> None:

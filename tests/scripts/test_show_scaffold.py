@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from baseline.portfolio import load_portfolio
 from scripts.cli import main
@@ -54,8 +55,94 @@ def test_show_yaml_comments_every_value(overrides: Path, capsys: pytest.CaptureF
     assert main(["show", "ledgerly", "--overrides", str(overrides)]) == 0
     out = capsys.readouterr().out
     assert f"budget_limit_usd: 25000.0  # client {overrides}/ledgerly.yaml:" in out
-    assert re.search(r"^  - restricted-common-ports \(RESTRICTED_INCOMING_TRAFFIC, every\)  # profile:pci ", out, re.M)
+    # A rule from a profile, with the profile's line; parameters shown only where a rule has them.
+    assert re.search(
+        r"^  - \{name: restricted-common-ports, identifier: RESTRICTED_INCOMING_TRAFFIC, scope: every\}"
+        r"  # profile:pci baseline/profiles/pci.yaml:\d+$",
+        out,
+        re.M,
+    )
+    assert re.search(
+        r"^  - \{name: iam-user-unused-credentials-check, .*parameters: \{maxCredentialUsageAge: '90'\}\}"
+        r"  # profile:pci ",
+        out,
+        re.M,
+    )
     assert main(["show", "nobody", "--overrides", str(overrides)]) == 2
+
+
+GUARDDUTY_INHERITED_EXCEPTIONS = """  features: {runtime_monitoring: true}
+inherited:
+  config_recorder: {us-east-1: adopt}
+  guardduty_detector: replace
+exceptions:
+  - control: config-rules
+    rules: [restricted-ssh]
+    reason: "bastion # hosts: behind the client VPN (SEC-140)"
+    approver: security-lead@msp.example
+    expires: 2026-12-31
+"""
+
+
+def test_show_yaml_is_valid_yaml_with_the_same_values_as_json(
+    overrides: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rules with parameters, mappings, exceptions with `#` and `:` in text: `--format yaml`
+    reads back (yaml.safe_load) as the effective config, provenance only in comments."""
+    monkeypatch.setenv("VEND_TODAY", "2026-06-01")
+    with (overrides / "acme-health.yaml").open("a") as f:
+        f.write(GUARDDUTY_INHERITED_EXCEPTIONS)
+    for name in ("acme-health", "brightmart", "ledgerly"):
+        fields = show(capsys, overrides, name)
+        assert main(["show", name, "--overrides", str(overrides)]) == 0
+        out = capsys.readouterr().out
+        loaded = yaml.safe_load(out)
+        expected = {k: v["value"] for k, v in fields.items() if k != "config_rules"}
+        assert {k: v for k, v in loaded.items() if k != "config_rules"} == expected
+        assert loaded["config_rules"] == [
+            {k: r["value"][k] for k in ("name", "identifier", "scope", "parameters") if r["value"].get(k)}
+            for r in fields["config_rules"]
+        ]
+    assert main(["show", "acme-health", "--overrides", str(overrides)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"^  - \{name: access-keys-rotated, identifier: ACCESS_KEYS_ROTATED, scope: home, parameters: "
+        r"\{maxAccessKeyAge: '90'\}\}  # profile:hipaa .*hipaa\.yaml:\d+$",
+        out,
+        re.M,
+    )
+
+
+def test_show_names_the_layer_of_each_key_of_a_mapping(overrides: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """guardduty.features: {runtime_monitoring: true} sets one feature: the other four stay
+    the defaults', and say so."""
+    with (overrides / "acme-health.yaml").open("a") as f:
+        f.write(GUARDDUTY_INHERITED_EXCEPTIONS.split("exceptions:")[0])
+    f_client = str(overrides / "acme-health.yaml")
+    features = show(capsys, overrides, "acme-health")["guardduty_features"]
+    assert features["layer"] == "mixed"
+    leaves = features["fields"]
+    assert leaves["runtime_monitoring"] == {"value": True, "layer": "client", "source": f"{f_client}:21"}
+    for name in ("s3_data_events", "eks_audit_logs", "ebs_malware_protection", "rds_login_events"):
+        assert leaves[name]["layer"] == "default", name
+        assert re.fullmatch(r".*baseline/defaults\.yaml:\d+", leaves[name]["source"])
+    inherited = show(capsys, overrides, "acme-health")["inherited"]
+    assert inherited["fields"]["config_recorder"]["fields"]["us-east-1"] == {
+        "value": "adopt",
+        "layer": "client",
+        "source": f"{f_client}:23",
+    }
+    assert inherited["fields"]["guardduty_detector"]["layer"] == "client"
+    assert inherited["fields"]["cloudtrail"] == {"value": None, "layer": "built-in", "source": ""}
+    # a client without features of its own: every feature, and the mapping, from the defaults
+    bm = show(capsys, overrides, "brightmart")["guardduty_features"]
+    assert bm["layer"] == "default" and {e["layer"] for e in bm["fields"].values()} == {"default"}
+
+    assert main(["show", "acme-health", "--overrides", str(overrides)]) == 0
+    out = capsys.readouterr().out
+    assert "guardduty_features:  # mixed\n" in out
+    assert f"  runtime_monitoring: true  # client {f_client}:21\n" in out
+    assert re.search(r"^  s3_data_events: true  # default .*defaults\.yaml:\d+$", out, re.M)
 
 
 def test_new_client_writes_a_valid_commented_file(overrides: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -76,7 +163,11 @@ def test_new_client_writes_a_valid_commented_file(overrides: Path, capsys: pytes
     )
     assert nw.deploy_role_arn == "arn:aws:iam::121212121212:role/VendDeploy"
     assert re.fullmatch(r"northwind-[0-9a-f]{16}", nw.external_id)
-    assert f'"sts:ExternalId": "{nw.external_id}"' in out
+    # the deploy role comes from the onboarding template (trusts only deploy_principal_arns),
+    # not from a hand-made trust policy for the whole MSP account
+    assert "vend onboarding-template northwind --output onboarding-northwind.json" in out
+    assert ":root" not in out and "Principal" not in out
+    assert nw.external_id in out
     assert "git checkout -b onboard-northwind" in out and "vend deploy northwind" in out
     # a second client gets a different ExternalId
     assert (
