@@ -163,7 +163,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    portfolio = _load(args.overrides) or _load_despite_expired_exceptions(args.overrides)
+    portfolio = _load(args.overrides) or _load_despite_expired_exceptions(
+        args.overrides, "drift checks the controls they waived (see the findings)"
+    )
     if portfolio is None:
         return EXIT_INVALID
     clients = _select(portfolio, args.clients, args.all)
@@ -191,15 +193,16 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return report.exit_code()
 
 
-def _load_despite_expired_exceptions(overrides: Path) -> Portfolio | None:
-    """An expired exception fails validation, so nothing is deployed with it; drift still runs,
-    and checks the controls it no longer waives (scripts/drift.py). Any other error stays fatal."""
+def _load_despite_expired_exceptions(overrides: Path, consequence: str) -> Portfolio | None:
+    """An expired exception fails validation, so nothing is deployed with it; drift and assess
+    still run (they only read), and check the controls it no longer waives (scripts/drift.py).
+    Any other error stays fatal."""
     from datetime import date
 
     portfolio, _ = load_portfolio(overrides, today=date.min)  # no exception has expired on day one
     if portfolio is None:
         return None
-    _err("expired exception(s): drift checks the controls they waived (see the findings)")
+    _err(f"expired exception(s): {consequence}")
     return portfolio
 
 
@@ -208,7 +211,9 @@ def cmd_assess(args: argparse.Namespace) -> int:
     from baseline.spec import client_baseline
     from scripts.assess import run_assess
 
-    portfolio = _load(args.overrides)
+    portfolio = _load(args.overrides) or _load_despite_expired_exceptions(
+        args.overrides, "the assessment reports the account as found, whatever the exceptions waive"
+    )
     if portfolio is None:
         return EXIT_INVALID
     if _select(portfolio, [args.client], False) is None:
@@ -445,7 +450,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from scripts.show import provenance, render
 
-    portfolio = _load(args.overrides)
+    portfolio = _load(args.overrides) or _load_despite_expired_exceptions(
+        args.overrides, "the assessment reports the account as found, whatever the exceptions waive"
+    )
     if portfolio is None:
         return EXIT_INVALID
     if _select(portfolio, [args.client], False) is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -34,18 +35,23 @@ GLOBAL = "global"
 CONTROLS_GLOBAL = ("cloudtrail", "msp-role", "permission-boundary", "budget")
 CONTROLS_REGIONAL = ("config-recorder", "config-delivery", "config-rules", "tag-rules", "guardduty")
 
-FIXES = {
-    "cloudtrail": "run `vend deploy {client}`; if logging was stopped by hand, find who did it in CloudTrail",
-    "msp-role": "run `vend deploy {client}` to restore the role's trust, policies and boundary",
-    "permission-boundary": "run `vend deploy {client}` to restore the boundary policy and attachments",
-    "budget": "run `vend deploy {client}` to restore the budget",
-    "config-recorder": "run `vend deploy {client}`; a second recorder from before onboarding must be removed",
-    "config-delivery": "run `vend deploy {client}` to point the delivery channel back to the central bucket",
-    "config-rules": "run `vend deploy {client}` to restore the rule set",
-    "tag-rules": "run `vend deploy {client}` to restore the required-tags rule",
-    "guardduty": "run `vend deploy {client}` to re-create or re-enable the detector",
-    "stack": "run `vend deploy {client}`: the deployed template is older than the code and overrides",
+#: The fix for live drift, per control. Not `vend deploy`: it skips a stack whose template did
+#: not change, so it restores nothing that was changed or deleted out of band.
+REMEDIATE = {
+    "cloudtrail": "run `vend drift {client} --remediate` to restore the trail; "
+    "find who changed it by hand in CloudTrail (StopLogging, UpdateTrail, PutEventSelectors)",
+    "msp-role": "run `vend drift {client} --remediate` to restore the role's trust policy, policies and boundary",
+    "permission-boundary": "run `vend drift {client} --remediate` to re-attach the boundary",
+    "budget": "run `vend drift {client} --remediate` to re-create the budget",
+    "config-recorder": "run `vend drift {client} --remediate` to restore and restart the recorder",
+    "config-delivery": "run `vend drift {client} --remediate` to point the delivery channel back to the central bucket",
+    "config-rules": "run `vend drift {client} --remediate` to restore the rule set",
+    "tag-rules": "run `vend drift {client} --remediate` to restore the required-tags rule",
+    "guardduty": "run `vend drift {client} --remediate` to re-create or re-enable the detector",
 }
+DEPLOY = "run `vend deploy {client}`: the deployed template is older than the code and overrides"
+#: Trail properties an adopted trail cannot take: the central bucket accepts only the baseline trail.
+TRAIL_DESTINATION = ("KmsKeyId", "S3BucketName", "S3KeyPrefix")
 
 
 @dataclass(frozen=True)
@@ -119,8 +125,8 @@ class _Ctx:
         self, region: str, control: str, status: Status, expected: Any = None, actual: Any = None, detail: str = ""
     ) -> None:
         c = self.baseline.client
-        fix = "" if status == "IN_SYNC" else FIXES.get(control, "").format(client=c.client)
-        self.findings.append(Finding(c.client, c.account_id, region, control, status, expected, actual, detail, fix))
+        # The fix is chosen once the stack signals are in (``fix_for``): they can change the status.
+        self.findings.append(Finding(c.client, c.account_id, region, control, status, expected, actual, detail))
 
     def compare(self, region: str, control: str, expected: dict[str, Any], actual: dict[str, Any], what: str) -> None:
         diff = {k for k in expected if expected[k] != actual.get(k)}
@@ -192,19 +198,67 @@ def adopted_trail(ct: Any, own_name: str) -> dict[str, Any] | None:
     return trails[0] if trails else None
 
 
-def _management_events(ct: Any, trail_arn: str) -> str:
+def _read_write(read_only: Any) -> str:
+    """An advanced selector's ``readOnly`` field as a ReadWriteType."""
+    values = (read_only or {}).get("Equals") or []
+    return "All" if not values else ("ReadOnly" if values == ["true"] else "WriteOnly")
+
+
+def _combined(kinds: set[str]) -> str:
+    """ReadOnly plus WriteOnly is All; nothing is None."""
+    if "All" in kinds or {"ReadOnly", "WriteOnly"} <= kinds:
+        return "All"
+    return next(iter(sorted(kinds)), "None")
+
+
+def management_events(selectors: Mapping[str, Any]) -> str:
     """What management events the trail records: All, ReadOnly, WriteOnly or None."""
-    selectors = ct.get_event_selectors(TrailName=trail_arn)
     basic = selectors.get("EventSelectors") or []
     kinds = {s.get("ReadWriteType", "All") for s in basic if s.get("IncludeManagementEvents", True)}
     for adv in selectors.get("AdvancedEventSelectors") or []:
         fields = {f.get("Field"): f for f in adv.get("FieldSelectors", [])}
         if "Management" in (fields.get("eventCategory", {}).get("Equals") or []):
-            read_only = fields.get("readOnly", {}).get("Equals")
-            kinds.add("All" if not read_only else ("ReadOnly" if read_only == ["true"] else "WriteOnly"))
-    if "All" in kinds or {"ReadOnly", "WriteOnly"} <= kinds:
-        return "All"
-    return next(iter(sorted(kinds)), "None")
+            kinds.add(_read_write(fields.get("readOnly")))
+    return _combined(kinds)
+
+
+_ALL_S3 = re.compile(r"^arn:[a-z-]+:s3(:::)?$")  # CloudTrail's way of saying "every bucket"
+_S3_OBJECT = "AWS::S3::Object"
+
+
+def data_events(selectors: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """The trail's data events: S3 object events of every bucket (All, ReadOnly, WriteOnly or
+    None), and every other data event selector, one compact line each (``type rw resources``).
+
+    Basic and advanced selectors both count; an advanced selector filtered by anything but
+    category, type, readOnly or an every-bucket ARN prefix is "other" (it logs only some events)."""
+    s3: set[str] = set()
+    other: list[str] = []
+    for sel in selectors.get("EventSelectors") or []:
+        rw = sel.get("ReadWriteType", "All")
+        for res in sel.get("DataResources") or []:
+            for value in res.get("Values") or []:
+                if res.get("Type") == _S3_OBJECT and _ALL_S3.match(value):
+                    s3.add(rw)
+                else:
+                    other.append(f"{res.get('Type')} {rw} {value}")
+    for adv in selectors.get("AdvancedEventSelectors") or []:
+        fields = {f.get("Field"): f for f in adv.get("FieldSelectors", [])}
+        if "Data" not in (fields.get("eventCategory", {}).get("Equals") or []):
+            continue
+        rw = _read_write(fields.get("readOnly"))
+        types = fields.get("resources.type", {}).get("Equals") or ["any type"]
+        arn = fields.get("resources.ARN")
+        every = arn is None or (
+            set(arn) == {"Field", "StartsWith"} and all(_ALL_S3.match(v) for v in arn["StartsWith"])
+        )
+        filtered = set(fields) - {"eventCategory", "readOnly", "resources.type", "resources.ARN"}
+        if types == [_S3_OBJECT] and every and not filtered:
+            s3.add(rw)
+        else:
+            rest = {k: {o: v for o, v in f.items() if o != "Field"} for k, f in fields.items() if k != "eventCategory"}
+            other.append(f"{'/'.join(types)} {rw} advanced {json.dumps(rest, sort_keys=True, separators=(',', ':'))}")
+    return _combined(s3), sorted(other)
 
 
 def check_trail(ctx: _Ctx) -> None:
@@ -226,6 +280,8 @@ def check_trail(ctx: _Ctx) -> None:
     arn = trail.get("TrailARN", trail.get("Name", spec.name))
     status = ct.get_trail_status(Name=arn)
     key = trail.get("KmsKeyId")
+    selectors = ct.get_event_selectors(TrailName=arn)
+    s3_events, other_events = data_events(selectors)
     expected = {
         "IsLogging": True,
         "IsMultiRegionTrail": spec.is_multi_region,
@@ -245,8 +301,16 @@ def check_trail(ctx: _Ctx) -> None:
         "S3KeyPrefix": trail.get("S3KeyPrefix") or None,
         # CloudTrail reports the key ARN the alias resolved to; both mean the central key.
         "KmsKeyId": spec.kms_key_arn if key in ctx.key_arns else key,
-        "ManagementEvents": _management_events(ct, arn),
+        "ManagementEvents": management_events(selectors),
     }
+    # The baseline trail records exactly the template's data events; an adopted one must record
+    # at least the S3 object events a profile (HIPAA, PCI) asks for, and may record more.
+    if not spec.adopt or spec.s3_data_events:
+        expected["S3DataEvents"] = "All" if spec.s3_data_events else "None"
+        actual["S3DataEvents"] = s3_events
+    if not spec.adopt:
+        expected["OtherDataEvents"] = []
+        actual["OtherDataEvents"] = other_events
     ctx.compare(GLOBAL, "cloudtrail", expected, actual, f"{what} {trail.get('Name', spec.name)}")
 
 
@@ -567,6 +631,10 @@ def check_client(
                 control,
                 "NOT_CHECKED",
                 detail=f"could not assume the deploy role: {exc}",
+                fix=(
+                    f"check the deploy role {c.deploy_role_arn} and its ExternalId "
+                    f"(`vend onboarding-template {c.client}`)"
+                ),
             )
             for region, control in [(GLOBAL, k) for k in CONTROLS_GLOBAL]
             + [(r, k) for r in c.regions for k in CONTROLS_REGIONAL]
@@ -611,12 +679,44 @@ def _with_signals(
                 signals={stack_signals.TEMPLATE: reason},
             )
         )
-    return [
-        replace(f, fix=FIXES.get(f.control, FIXES["stack"]).format(client=c.client))
-        if f.status != "IN_SYNC" and not f.fix
-        else f
-        for f in findings
-    ]
+    return [f if f.fix else replace(f, fix=fix_for(f)) for f in findings]
+
+
+def fix_for(f: Finding) -> str:
+    """What the on-call engineer runs for this finding: `vend deploy` only where the template
+    changes something (an outdated or undeployed stack, an override to edit), else remediation."""
+    c = f.client
+    if f.status in ("IN_SYNC", "EXCEPTED"):
+        return ""
+    if f.status == "OUTDATED":
+        return DEPLOY.format(client=c)
+    if f.status == "NOT_CHECKED":
+        return f"give vend's deploy role the access the detail names (`vend onboarding-template {c}`), then check again"
+    if f.status == "ERROR":
+        return f"run `vend drift {c}` again; if it fails the same way, the detail says what failed"
+    if "exception expired" in f.detail:
+        return (
+            f"renew the exception (new expiry and approval), or remove it from overrides/{c}.yaml "
+            f"and run `vend deploy {c}`"
+        )
+    if "is not deployed" in f.signals.get(stack_signals.TEMPLATE, ""):
+        return f"run `vend deploy {c}`: the stack is not deployed"
+    if f.status == "MISSING" and ": adopt)" in f.detail:
+        setting = f.detail.rsplit("(", 1)[-1].rstrip(")")
+        return f"nothing to adopt: remove `{setting}` from overrides/{c}.yaml and run `vend deploy {c}`"
+    if f.detail.startswith("CloudFormation drift detection"):
+        return "only CloudFormation drift detection saw this: compare the resource with its template and revert by hand"
+    remediate = REMEDIATE.get(f.control, "run `vend drift {client} --remediate`").format(client=c)
+    elsewhere = sorted(set(TRAIL_DESTINATION) & set(f.expected or {})) if isinstance(f.expected, dict) else []
+    if f.control == "cloudtrail" and f.detail.startswith("adopted trail") and elsewhere:
+        rest = set(f.expected) - set(TRAIL_DESTINATION)
+        return (
+            f"the adopted trail does not deliver to the central bucket ({', '.join(elsewhere)} differ), which "
+            f"accepts only the baseline trail: set `inherited.cloudtrail: replace` in overrides/{c}.yaml and "
+            f"run `vend deploy {c}` (vend replaces it with its own trail)"
+            + (f"; `vend drift {c} --remediate` fixes {', '.join(sorted(rest))}" if rest else "")
+        )
+    return remediate
 
 
 def central_key_arns(access: AwsAccess, defaults: MspDefaults) -> frozenset[str]:

@@ -44,7 +44,8 @@ from scripts.drift import CONTROLS_GLOBAL, GLOBAL, DriftReport, Finding, adopted
 from scripts.stack_signals import STACK_CONTROL, control_of, stack_region, stacks_of
 
 How = Literal["cloudformation", "api", "manual"]
-Outcome = Literal["DONE", "FAILED", "SKIPPED"]
+#: PARTIAL: something was fixed, something is left (the action's detail says what to do).
+Outcome = Literal["DONE", "PARTIAL", "FAILED", "SKIPPED"]
 FIXABLE = ("DRIFTED", "MISSING", "OUTDATED")
 _PLACEHOLDER = "VendPlaceholder"  # keeps a stack valid while its only resources are re-created
 
@@ -68,6 +69,15 @@ class Action:
 
 class _Manual(Exception):
     """The finding needs a person; the message says what to do."""
+
+
+class _Partial(Exception):
+    """Part was fixed (``done``); the rest needs a person (``todo`` says what to do)."""
+
+    def __init__(self, done: str, todo: str) -> None:
+        super().__init__(todo)
+        self.done = done
+        self.todo = todo
 
 
 # --- intrinsic functions in the few properties remediation reads from a template -----------
@@ -172,13 +182,20 @@ class _ClientFix:
         region = next(r for r, n in self.stack_by_region.items() if n == stack_name)
         return stack_region(self.baseline, region)
 
-    def template_resource(self, stack_name: str, rtype: str, name_key: str, name: str) -> dict[str, Any]:
-        """A resource's properties from the current synthesis (else the deployed template), resolved."""
+    def template_resource(
+        self, stack_name: str, rtype: str, name_key: str, name: str, only: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """A resource's properties from the current synthesis (else the deployed template),
+        resolved; ``only``: just these properties (the others may use intrinsics that
+        remediation cannot resolve, such as the trail's ``Fn::GetAtt`` of its log group)."""
         art = self.artifacts.get(stack_name)
         template = json.loads(art.template_body()) if art else self.deployed(stack_name)
         for res in ((template or {}).get("Resources") or {}).values():
-            if res.get("Type") == rtype and (res.get("Properties") or {}).get(name_key) == name:
-                return dict(resolve(res.get("Properties") or {}, self.account(), self._region_of_stack(stack_name)))
+            props = res.get("Properties") or {}
+            if res.get("Type") == rtype and props.get(name_key) == name:
+                if only is not None:
+                    props = {k: v for k, v in props.items() if k in only}
+                return dict(resolve(props, self.account(), self._region_of_stack(stack_name)))
         raise _Manual(f"no {rtype} named {name} in the template of {stack_name}")
 
     # CloudFormation paths
@@ -257,6 +274,9 @@ def _regional(fix: _ClientFix, f: Finding) -> RegionalBaseline:
     return fix.baseline.region(f.region)
 
 
+_EVENTS = ("ManagementEvents", "S3DataEvents", "OtherDataEvents")
+
+
 def _fix_trail(fix: _ClientFix, f: Finding) -> str:
     spec = fix.baseline.trail
     ct = fix.client("cloudtrail", fix.home())
@@ -264,11 +284,12 @@ def _fix_trail(fix: _ClientFix, f: Finding) -> str:
         trail = adopted_trail(ct, spec.name)
         if trail is None:
             raise _Manual("no trail to adopt: remove `inherited.cloudtrail: adopt` so vend deploys its own")
-        name = trail["TrailARN"]
+        name, label = trail["TrailARN"], trail.get("Name", trail["TrailARN"])
     else:
-        name = spec.name
+        name = label = spec.name
     diff = set(f.expected or {})
-    done = []
+    done: list[str] = []
+    todo: list[str] = []
     updates: dict[str, tuple[str, Any]] = {
         "IsMultiRegionTrail": ("IsMultiRegionTrail", spec.is_multi_region),
         "LogFileValidationEnabled": ("EnableLogFileValidation", spec.log_file_validation),
@@ -286,23 +307,67 @@ def _fix_trail(fix: _ClientFix, f: Finding) -> str:
     if params:
         ct.update_trail(Name=name, **params)
         done.append(f"cloudtrail:UpdateTrail {', '.join(sorted(params))}")
-    if "ManagementEvents" in diff:
-        selectors = ct.get_event_selectors(TrailName=name)
-        if selectors.get("AdvancedEventSelectors"):
-            raise _Manual("the trail uses advanced event selectors: record management events by hand")
-        basic = [dict(s) for s in selectors.get("EventSelectors") or []] or [{}]
-        basic[0].update(ReadWriteType="All", IncludeManagementEvents=True)
-        ct.put_event_selectors(TrailName=name, EventSelectors=basic)
-        done.append("cloudtrail:PutEventSelectors (all management events)")
+    if diff & set(_EVENTS):
+        try:
+            step = _trail_selectors(fix, f, ct, name) if not spec.adopt else _adopted_selectors(fix, ct, name, diff)
+        except _Manual as exc:
+            step = str(exc)
+        (done if step.startswith("cloudtrail:") else todo).append(step)
     if "IsLogging" in diff:
         ct.start_logging(Name=name)
         done.append("cloudtrail:StartLogging")
-    leftover = diff - set(updates) - {"ManagementEvents", "IsLogging"}
-    if leftover:
-        done.append(f"left as is: {', '.join(sorted(leftover))} (the central bucket accepts only the baseline trail)")
-        if not params and "IsLogging" not in diff and "ManagementEvents" not in diff:
-            raise _Manual("; ".join(done) + ": switch to `inherited.cloudtrail: replace`")
+    elsewhere = sorted(diff - set(updates) - set(_EVENTS) - {"IsLogging"})
+    if elsewhere:
+        todo.append(
+            f"{', '.join(elsewhere)} still differ: the central bucket accepts only the baseline trail, so vend "
+            f"cannot point {label} there; set "
+            f"`inherited.cloudtrail: replace` in overrides/{f.client}.yaml and run `vend deploy {f.client}` "
+            "(vend deletes it and deploys its own), or waive the control with an exception"
+        )
+    if todo and done:
+        raise _Partial("; ".join(done), "; ".join(todo))
+    if todo:
+        raise _Manual("; ".join(todo))
     return "; ".join(done)
+
+
+def _trail_selectors(fix: _ClientFix, f: Finding, ct: Any, name: str) -> str:
+    """The baseline trail's event selectors, exactly as its template sets them (data events included)."""
+    props = fix.template_resource(
+        fix.stack_of(f), "AWS::CloudTrail::Trail", "TrailName", name, only=("EventSelectors", "AdvancedEventSelectors")
+    )
+    put: dict[str, Any] = {"TrailName": name}
+    if props.get("AdvancedEventSelectors"):
+        put["AdvancedEventSelectors"] = props["AdvancedEventSelectors"]
+    else:
+        put["EventSelectors"] = props.get("EventSelectors") or [
+            {"ReadWriteType": "All", "IncludeManagementEvents": True}
+        ]
+    ct.put_event_selectors(**put)
+    return "cloudtrail:PutEventSelectors (the template's selectors: management and data events)"
+
+
+def _adopted_selectors(fix: _ClientFix, ct: Any, name: str, diff: set[str]) -> str:
+    """Add what the baseline needs to an adopted trail's selectors, keeping the account's own."""
+    selectors = ct.get_event_selectors(TrailName=name)
+    if selectors.get("AdvancedEventSelectors"):
+        return f"the trail uses advanced event selectors: add {', '.join(sorted(diff & set(_EVENTS)))} by hand"
+    basic = [dict(s) for s in selectors.get("EventSelectors") or []] or [{}]
+    if "ManagementEvents" in diff:
+        basic[0].update(ReadWriteType="All", IncludeManagementEvents=True)
+    if "S3DataEvents" in diff:
+        if len(basic) >= 5:
+            return "the trail has 5 event selectors (the most CloudTrail takes): add S3 object events by hand"
+        every = f"arn:{partition_of(fix.home())}:s3"
+        basic.append(
+            {
+                "ReadWriteType": "All",
+                "IncludeManagementEvents": False,
+                "DataResources": [{"Type": "AWS::S3::Object", "Values": [every]}],
+            }
+        )
+    ct.put_event_selectors(TrailName=name, EventSelectors=basic)
+    return f"cloudtrail:PutEventSelectors ({', '.join(sorted(diff & set(_EVENTS)))})"
 
 
 def _fix_msp_role(fix: _ClientFix, f: Finding) -> str:
@@ -312,7 +377,7 @@ def _fix_msp_role(fix: _ClientFix, f: Finding) -> str:
     iam = fix.client("iam", fix.home())
     diff = set(f.expected or {})
     done = []
-    if diff & {"trusted_principals", "external_id", "principal_arn_patterns"}:
+    if diff & {"trusted_principals", "external_id", "principal_arn_patterns", "source_identity_required"}:
         iam.update_assume_role_policy(
             RoleName=spec.role_name, PolicyDocument=json.dumps(props["AssumeRolePolicyDocument"])
         )
@@ -558,6 +623,8 @@ def _remediate_client(fix: _ClientFix, findings: Sequence[Finding]) -> None:
             what = fn(fix, f)
             how: How = "cloudformation" if what.startswith("re-created") else "api"
             fix.record(f, how, what, "DONE")
+        except _Partial as exc:
+            fix.record(f, "api", exc.done, "PARTIAL", exc.todo)
         except _Manual as exc:
             fix.record(f, "manual", str(exc), "SKIPPED")
         except (ClientError, BotoCoreError, RuntimeError, KeyError, StopIteration, IndexError) as exc:

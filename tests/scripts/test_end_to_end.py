@@ -94,9 +94,7 @@ def test_central_bucket_and_key_exist_in_log_archive_account(
     sids = {st.get("Sid") for st in policy["Statement"]}
     assert {"PortfolioLogDelivery", "CloudTrailOnlyTheBaselineTrail", "ConfigOnlyUnderConfig"} <= sids
     (writers,) = [st for st in policy["Statement"] if st.get("Sid") == "PortfolioLogDelivery"]
-    assert set(writers["Condition"]["StringEquals"]["aws:SourceAccount"]) == {
-        c.account_id for c in portfolio.clients
-    }
+    assert set(writers["Condition"]["StringEquals"]["aws:SourceAccount"]) == {c.account_id for c in portfolio.clients}
     kms = access.client(session, "kms", la.region)
     assert kms.describe_key(KeyId="alias/vend-central-logs")["KeyMetadata"]["KeyState"] == "Enabled"
 
