@@ -18,7 +18,9 @@ from pathlib import Path
 import aws_cdk as cdk
 
 from baseline.portfolio import load_portfolio
-from stacks.portfolio import build_app
+from scripts.assembly import stamp_assembly
+from scripts.shapes import load_prototypes
+from stacks.portfolio import build_app, build_client_stacks
 
 
 def main() -> int:
@@ -26,6 +28,12 @@ def main() -> int:
     # runs) and `cdk synth` build the same templates.
     flags = json.loads((Path(__file__).parent / "cdk.json").read_text())["context"]
     app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", "cdk.out"), analytics_reporting=False, context=flags)
+    prototypes = os.environ.get("VEND_PROTOTYPES")
+    if prototypes:  # scripts/synth.py: one prototype client per shape, no MSP side
+        build_client_stacks(app, *load_prototypes(Path(prototypes)))
+        app.synth()
+        stamp_assembly(Path(app.outdir))
+        return 0
     overrides = Path(app.node.try_get_context("overrides") or os.environ.get("VEND_OVERRIDES") or "overrides")
     # One client or a comma-separated list (`vend diff` synthesizes only the clients a change
     # affects); a list naming no client (",") builds only the MSP side.
@@ -43,6 +51,7 @@ def main() -> int:
         return 2
     build_app(app, portfolio, only_client=only_clients)
     app.synth()
+    stamp_assembly(Path(app.outdir))
     return 0
 
 

@@ -28,7 +28,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from baseline.client_key import ALERT_PUBLISHERS
-from baseline.spec import BudgetSpec
+from baseline.spec import BudgetSpec, decimal_text
 
 
 class MonthlyBudget(Construct):
@@ -115,7 +115,7 @@ class MonthlyBudget(Construct):
                     "Dimensions": {
                         "Key": "ANOMALY_TOTAL_IMPACT_ABSOLUTE",
                         "MatchOptions": ["GREATER_THAN_OR_EQUAL"],
-                        "Values": [f"{spec.anomaly_threshold_usd:g}"],
+                        "Values": [decimal_text(spec.anomaly_threshold_usd)],
                     }
                 }
             ),

@@ -284,6 +284,12 @@ def retention_classes(defaults: MspDefaults, profile_retentions: Sequence[int | 
     return tuple(sorted({defaults.log_archive.retention_days, *(d for d in profile_retentions if d)}))
 
 
+def decimal_text(value: float) -> str:
+    """A number as text, exactly and as JavaScript writes it: 250, 1000000, 99.5 (``:g``
+    would write 1e+06 and round 1234567 to 1.23457e+06)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def budget_name(client: EffectiveClient) -> str:
     """Name carries a hash of the thresholds: CloudFormation replaces a budget whose
     notifications change, and a fixed name would collide with the old one during replacement.

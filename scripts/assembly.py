@@ -8,6 +8,7 @@ on an assembly produced by any machine (CI artifact, ``cdk synth --output``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from typing import Any
 STACK_TYPE = "aws:cloudformation:stack"
 NESTED_ASSEMBLY_TYPE = "cdk:cloud-assembly"
 _UNRESOLVED = ("unknown-account", "unknown-region")
+#: Output every vend template carries: the SHA-256 of the rest of the template. A deploy
+#: then knows from one DescribeStacks per region that a stack already runs this template.
+TEMPLATE_HASH_OUTPUT = "VendTemplateHash"
 
 
 class AssemblyError(Exception):
@@ -174,3 +178,47 @@ def _tags(where: str, raw: Any) -> dict[str, str]:
     if isinstance(raw, list) and all(isinstance(t, dict) and "Key" in t for t in raw):
         return {str(t["Key"]): str(t.get("Value", "")) for t in raw}
     raise AssemblyError(f"{where}: tags must be a mapping of key to value")
+
+
+def template_hash(template: Mapping[str, Any]) -> str:
+    """SHA-256 of ``template`` in canonical JSON, its own hash output left out."""
+    rest = dict(template)
+    outputs = {k: v for k, v in (rest.pop("Outputs", None) or {}).items() if k != TEMPLATE_HASH_OUTPUT}
+    if outputs:
+        rest["Outputs"] = outputs
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def stamped(template: Mapping[str, Any]) -> dict[str, Any]:
+    """``template`` with its hash output (replacing a stale one)."""
+    out = dict(template)
+    outputs = dict(out.get("Outputs") or {})
+    outputs[TEMPLATE_HASH_OUTPUT] = {
+        "Description": "SHA-256 of this template without this output; vend deploy skips a stack that has it",
+        "Value": template_hash(template),
+    }
+    out["Outputs"] = outputs
+    return out
+
+
+def deployed_hash(description: Mapping[str, Any]) -> str | None:
+    """The template hash a stack (DescribeStacks entry) was deployed with, if any."""
+    for output in description.get("Outputs") or []:
+        if output.get("OutputKey") == TEMPLATE_HASH_OUTPUT:
+            return str(output.get("OutputValue"))
+    return None
+
+
+def write_template(path: Path, template: Mapping[str, Any]) -> None:
+    """As the CDK writes templates (indent 1), so ``cdk diff`` and reviewers read the same."""
+    path.write_text(json.dumps(template, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def stamp_assembly(outdir: Path) -> None:
+    """Add the hash output to every stack template of the (top-level) assembly in ``outdir``."""
+    manifest = json.loads((outdir / "manifest.json").read_text(encoding="utf-8"))
+    for artifact in manifest.get("artifacts", {}).values():
+        if artifact.get("type") == STACK_TYPE:
+            path = outdir / artifact["properties"]["templateFile"]
+            write_template(path, stamped(json.loads(path.read_text(encoding="utf-8"))))

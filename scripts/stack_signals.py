@@ -31,7 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from baseline.spec import TAG_RULE_NAME, ClientBaseline, global_stack_name, regional_stack_name
-from scripts.assembly import AssemblyError, StackArtifact, read_assembly
+from scripts.assembly import TEMPLATE_HASH_OUTPUT, AssemblyError, StackArtifact, read_assembly
 from scripts.aws import AwsAccess
 
 TEMPLATE = "template"
@@ -122,6 +122,15 @@ def _deployed_template(cfn: Any, stack_name: str) -> dict[str, Any] | None:
     return json.loads(body) if isinstance(body, str) else dict(body)
 
 
+def _without_hash(template: Mapping[str, Any], section: str) -> Any:
+    """A template section, the hash output left out: it changes with every resource change,
+    which the resource comparison already attributes to a control."""
+    value = template.get(section)
+    if section == "Outputs" and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k != TEMPLATE_HASH_OUTPUT} or None
+    return value
+
+
 def template_signal(
     cfn: Any, stack_name: str, synthesized: Mapping[str, Any] | None, baseline: ClientBaseline, sig: StackSignals
 ) -> None:
@@ -148,7 +157,7 @@ def template_signal(
         control = control_of(resource, baseline) or STACK_CONTROL
         changes.setdefault(control, []).append(f"{lid} {what}")
     for section in ("Description", "Parameters", "Conditions", "Mappings", "Outputs", "Metadata"):
-        if deployed.get(section) != synthesized.get(section):
+        if _without_hash(deployed, section) != _without_hash(synthesized, section):
             changes.setdefault(STACK_CONTROL, []).append(f"{section} changed")
     for control, items in changes.items():
         sig.template[control] = f"OUTDATED: deployed template of {stack_name} differs: {', '.join(items)}"

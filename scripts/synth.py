@@ -1,18 +1,77 @@
-"""Synthesize the portfolio by running the CDK app in its own process.
+"""Synthesize the portfolio into a cloud assembly, by client shape and with a cache.
 
-The driver never imports aws_cdk: synthesis is a child process (``python app.py``), the
-same program ``cdk synth`` runs, so both produce the same cloud assembly.
+The driver never imports aws_cdk: the CDK runs in child processes (``python app.py``, the
+program ``cdk synth`` runs). A portfolio of 1,000 clients in 4 regions is 5,000 stacks, over
+6 minutes of CDK time at ~70 ms a stack; but clients of one *shape* (:mod:`scripts.shapes`)
+get the same templates up to their own values. So:
+
+1. the portfolio is validated here (bad input: exit 2, nothing written);
+2. each client's shape is looked up in the cache (``.vend-cache/``, keyed by the baseline
+   code, the pinned CDK versions and the shape); one prototype per missing shape is
+   synthesized, in parallel processes, and the MSP side too unless its inputs (the code
+   and the portfolio's accounts) are cached;
+3. every client's templates are rendered from its shape's prototype and written, with the
+   manifest, as an ordinary CDK cloud assembly (``vend deploy``, ``cdk deploy --app``).
+
+``VEND_SYNTH=direct`` (or :func:`synthesize_direct`) runs the plain CDK app instead: the
+reference the shape path is tested against (``tests/scripts/test_synth.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+from baseline.model import EffectiveClient
+from baseline.portfolio import Portfolio, load_portfolio
+from scripts.assembly import STACK_TYPE, TEMPLATE_HASH_OUTPUT
+from scripts.shapes import (
+    ClientShape,
+    NoShape,
+    Prototype,
+    Stencil,
+    prototype,
+    replacements,
+    sentinel_regions,
+    shape_of,
+    write_prototypes,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = REPO_ROOT / "app.py"
+CLIENT_TAG = "vend:client"
+#: What the templates are made from besides the portfolio: a change to any of these
+#: invalidates the cache (the CDK versions come from the installed packages).
+CODE_FILES = (
+    "app.py",
+    "cdk.json",
+    "baseline",
+    "stacks",
+    "scripts/shapes.py",
+    "scripts/synth.py",
+    "scripts/assembly.py",
+)
+CDK_PACKAGES = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii")
+#: Code whose region names (lists, examples, messages) never reach a template.
+NOT_IN_TEMPLATES = {"regions.py", "model.py", "portfolio.py", "yamlsource.py", "exceptions.py", "override.schema.json"}
+#: Below this many prototypes per process, a second process costs more than it saves.
+PROTOTYPES_PER_PROCESS = 6
+
+
+class SynthError(Exception):
+    """The CDK app failed in a child process (its output is in the message)."""
 
 
 def node_path_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -25,28 +84,402 @@ def node_path_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("VEND_CACHE_DIR") or REPO_ROOT / ".vend-cache")
+
+
+@dataclass
+class SynthStats:
+    """What one synthesis did, for the summary line and the benchmarks."""
+
+    clients: int = 0
+    stacks: int = 0
+    shapes: int = 0
+    prototypes_synthesized: int = 0
+    direct_clients: int = 0
+    msp_cached: bool = False
+    processes: int = 0
+    seconds: float = 0.0
+    cdk_seconds: float = 0.0
+
+    def line(self, outdir: Path) -> str:
+        return (
+            f"synthesized {self.stacks} stacks of {self.clients} client(s) into {outdir} in {self.seconds:.1f}s: "
+            f"{self.shapes} shape(s), {self.prototypes_synthesized} prototype(s) built by the CDK "
+            f"in {self.processes} process(es), MSP side {'cached' if self.msp_cached else 'built'}"
+        )
+
+
 def synthesize(
+    overrides: Path,
+    outdir: Path,
+    *,
+    client: str | None = None,
+    validation: bool = True,
+    quiet: bool = False,
+    cache_dir: Path | None = None,
+) -> int:
+    """Synthesize into ``outdir``; return 0, or 2 for invalid input (nothing written), 1 when
+    the CDK failed. ``client``: one client or a comma-separated list ("," = MSP side only)."""
+    if os.environ.get("VEND_SYNTH") == "direct":
+        return synthesize_direct(overrides, outdir, client=client, validation=validation, quiet=quiet)
+    portfolio, problems = load_portfolio(overrides)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if portfolio is None:
+        print(f"vend: {len(problems)} problem(s) in {overrides}; nothing synthesized", file=sys.stderr)
+        return 2
+    only = None if client is None else {n.strip() for n in client.split(",") if n.strip()}
+    unknown = sorted((only or set()) - {c.client for c in portfolio.clients})
+    if unknown:
+        print(f"vend: no client {', '.join(map(repr, unknown))} in {overrides}", file=sys.stderr)
+        return 2
+    try:
+        stats = build_assembly(
+            portfolio, overrides, outdir, only=only, validation=validation, cache_dir=cache_dir or default_cache_dir()
+        )
+    except SynthError as err:
+        print(f"vend: synthesis failed: {err}", file=sys.stderr)
+        return 1
+    if not quiet:
+        print(stats.line(outdir))
+    return 0
+
+
+def synthesize_direct(
     overrides: Path, outdir: Path, *, client: str | None = None, validation: bool = True, quiet: bool = False
 ) -> int:
-    """Run the CDK app into ``outdir``; return its exit code (2 = invalid input)."""
-    env = node_path_env()
-    env["CDK_OUTDIR"] = str(outdir.resolve())
+    """The plain CDK app, every stack built by the CDK: the reference for the shape path."""
+    env = _app_env(outdir, validation)
     env["VEND_OVERRIDES"] = str(overrides.resolve())
     if client:
         env["VEND_CLIENT"] = client
-    if not validation:
-        env["CDK_VALIDATION"] = "false"
-    proc = subprocess.run(
-        [sys.executable, str(APP)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = subprocess.run([sys.executable, str(APP)], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not quiet:
         # jsii prints deprecation notes on stderr; show them only when something failed.
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr)
         sys.stdout.write(proc.stdout)
     return proc.returncode
+
+
+# --- the cache key --------------------------------------------------------------------------
+
+
+def _code_files() -> list[Path]:
+    files: list[Path] = []
+    for name in CODE_FILES:
+        path = REPO_ROOT / name
+        if path.is_dir():
+            files.extend(p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix in (".py", ".yaml", ".json"))
+        elif path.is_file():
+            files.append(path)
+    return files
+
+
+def code_fingerprint() -> tuple[str, str]:
+    """Hash of the baseline code and CDK versions, and the code's text (for sentinel choice)."""
+    digest = hashlib.sha256()
+    texts: list[str] = []
+    for path in _code_files():
+        data = path.read_bytes()
+        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + data + b"\0")
+        if path.name not in NOT_IN_TEMPLATES:
+            texts.append(data.decode("utf-8", errors="replace"))
+    for package in CDK_PACKAGES:
+        try:
+            digest.update(f"{package}=={metadata.version(package)}\0".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{package} missing\0".encode())
+    return digest.hexdigest(), "\n".join(texts)
+
+
+# --- cache entries --------------------------------------------------------------------------
+
+
+@dataclass
+class _Stack:
+    """One stack as synthesized: its artifact entry, template and metadata, as text."""
+
+    artifact_id: str
+    artifact: str
+    template: str
+    metadata: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.artifact_id, "artifact": self.artifact, "template": self.template, "metadata": self.metadata}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> _Stack:
+        return cls(data["id"], data["artifact"], data["template"], data.get("metadata"))
+
+
+@dataclass
+class _Entry:
+    stacks: list[_Stack]
+    sentinels: dict[str, str | float] = field(default_factory=dict)
+    header: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_entry(path: Path) -> _Entry | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return _Entry([_Stack.from_json(s) for s in data["stacks"]], data.get("sentinels", {}), data.get("header", {}))
+
+
+def _write_entry(path: Path, entry: _Entry) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"stacks": [s.to_json() for s in entry.stacks], "sentinels": entry.sentinels, "header": entry.header}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: parallel runs (pytest -n) never read half an entry
+
+
+# --- the CDK child processes ----------------------------------------------------------------
+
+
+def _app_env(outdir: Path, validation: bool) -> dict[str, str]:
+    env = node_path_env()
+    env["CDK_OUTDIR"] = str(outdir.resolve())
+    for key in ("VEND_CLIENT", "VEND_PROTOTYPES", "VEND_OVERRIDES"):
+        env.pop(key, None)
+    if not validation:
+        env["CDK_VALIDATION"] = "false"
+    return env
+
+
+def _run_app(env: dict[str, str]) -> None:
+    proc = subprocess.run([sys.executable, str(APP)], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SynthError((proc.stderr or proc.stdout).strip()[-4000:])
+
+
+def _read_stacks(outdir: Path) -> tuple[list[_Stack], dict[str, Any]]:
+    manifest = json.loads((outdir / "manifest.json").read_text(encoding="utf-8"))
+    stacks: list[_Stack] = []
+    for artifact_id, artifact in manifest["artifacts"].items():
+        if artifact.get("type") != STACK_TYPE:
+            continue
+        props = artifact["properties"]
+        meta_file = artifact.get("additionalMetadataFile")
+        stacks.append(
+            _Stack(
+                artifact_id,
+                json.dumps(artifact, ensure_ascii=False),
+                (outdir / props["templateFile"]).read_text(encoding="utf-8"),
+                (outdir / meta_file).read_text(encoding="utf-8") if meta_file else None,
+            )
+        )
+    header = {k: v for k, v in manifest.items() if k != "artifacts"}
+    cdk_out = outdir / "cdk.out"
+    if cdk_out.is_file():
+        header["cdk.out"] = cdk_out.read_text(encoding="utf-8")
+    return stacks, header
+
+
+def _client_of(stack: _Stack) -> str | None:
+    tags = json.loads(stack.artifact)["properties"].get("tags") or {}
+    return tags.get(CLIENT_TAG)
+
+
+# --- the assembly ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What must be built: prototypes per missing shape, clients synthesized as themselves."""
+
+    entries: dict[str, _Entry]
+    prototypes: dict[str, Prototype]
+    direct: list[EffectiveClient]
+
+
+def _plan(
+    portfolio: Portfolio,
+    selected: Sequence[EffectiveClient],
+    shapes: Mapping[str, ClientShape],
+    cache: Path,
+    code_text: str,
+) -> _Plan:
+    plan = _Plan({}, {}, [])
+    pool = sentinel_regions(portfolio.defaults, code_text)
+    for c in selected:
+        digest = shapes[c.client].digest
+        if digest in plan.entries or digest in plan.prototypes:
+            continue
+        entry = _read_entry(cache / f"{digest}.json")
+        if entry is not None:
+            plan.entries[digest] = entry
+            continue
+        try:
+            plan.prototypes[digest] = prototype(c, portfolio.defaults, len(plan.prototypes), pool)
+        except NoShape:
+            plan.direct.append(c)
+    return plan
+
+
+def build_assembly(
+    portfolio: Portfolio,
+    overrides: Path,
+    outdir: Path,
+    *,
+    only: set[str] | None = None,
+    validation: bool = False,
+    cache_dir: Path,
+) -> SynthStats:
+    """Write the cloud assembly of ``portfolio`` (the selected clients plus the MSP side)."""
+    start = time.monotonic()
+    code, code_text = code_fingerprint()
+    cache = cache_dir / "synth" / code[:24]
+    selected = [c for c in portfolio.clients if only is None or c.client in only]
+    shapes = {c.client: shape_of(c, portfolio.defaults) for c in selected}
+    plan = _plan(portfolio, selected, shapes, cache, code_text)
+    direct_names = {c.client for c in plan.direct}
+    accounts = sorted(c.account_id for c in portfolio.clients)
+    msp_key = hashlib.sha256(json.dumps([code, accounts]).encode()).hexdigest()[:24]
+    msp = _read_entry(cache / f"msp-{msp_key}.json")
+    stats = SynthStats(
+        clients=len(selected),
+        shapes=len({s.digest for s in shapes.values()}),
+        direct_clients=len(plan.direct),
+        msp_cached=msp is not None and not plan.direct,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="vend-synth-") as tmp_name:
+        tmp = Path(tmp_name)
+        jobs: list[dict[str, str]] = []
+        protos = list(plan.prototypes.items())
+        if msp is None or plan.direct:
+            env = _app_env(tmp / "msp", validation)
+            env["VEND_OVERRIDES"] = str(overrides.resolve())
+            env["VEND_CLIENT"] = ",".join(sorted(direct_names)) or ","
+            jobs.append(env)
+        chunks = min(os.cpu_count() or 1, math.ceil(len(protos) / PROTOTYPES_PER_PROCESS)) if protos else 0
+        for i in range(chunks):
+            part = [p for _, p in protos[i::chunks]]
+            write_prototypes(tmp / f"prototypes-{i}.json", portfolio.defaults, part)
+            env = _app_env(tmp / f"proto-{i}", validation)
+            env["VEND_PROTOTYPES"] = str(tmp / f"prototypes-{i}.json")
+            jobs.append(env)
+        cdk_start = time.monotonic()
+        if jobs:
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                list(pool.map(_run_app, jobs))
+        stats.cdk_seconds = time.monotonic() - cdk_start
+        stats.processes = len(jobs)
+        stats.prototypes_synthesized = len(protos)
+
+        direct_stacks: dict[str, list[_Stack]] = {}
+        if msp is None or plan.direct:
+            built, header = _read_stacks(tmp / "msp")
+            own = [s for s in built if _client_of(s) is None]
+            for s in built:
+                if (name := _client_of(s)) is not None:
+                    direct_stacks.setdefault(name, []).append(s)
+            msp = _Entry(own, header=header)
+            _write_entry(cache / f"msp-{msp_key}.json", msp)
+        by_sentinel = {str(p.sentinels["client"]): digest for digest, p in protos}
+        for i in range(chunks):
+            built, _ = _read_stacks(tmp / f"proto-{i}")
+            grouped: dict[str, list[_Stack]] = {}
+            for s in built:
+                grouped.setdefault(by_sentinel[str(_client_of(s))], []).append(s)
+            for digest, stacks in grouped.items():
+                entry = _Entry([_canonical(s) for s in stacks], sentinels=dict(plan.prototypes[digest].sentinels))
+                _write_entry(cache / f"{digest}.json", entry)
+                plan.entries[digest] = entry
+
+    stats.stacks = _write_assembly(outdir, msp, selected, shapes, plan.entries, direct_stacks)
+    stats.seconds = time.monotonic() - start
+    return stats
+
+
+def _canonical(stack: _Stack) -> _Stack:
+    """A prototype stack as cached: canonical template text (sorted keys, no whitespace)
+    without its hash output, and no metadata file (construct traces of the prototype)."""
+    template = json.loads(stack.template)
+    outputs = {k: v for k, v in (template.pop("Outputs", None) or {}).items() if k != TEMPLATE_HASH_OUTPUT}
+    if outputs:
+        names = ", ".join(outputs)
+        raise SynthError(f"{stack.artifact_id}: client stacks must not have outputs of their own ({names})")
+    artifact = json.loads(stack.artifact)
+    artifact.pop("additionalMetadataFile", None)
+    artifact["properties"].pop("validateOnSynth", None)
+    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _Stack(stack.artifact_id, json.dumps(artifact, ensure_ascii=False), canonical, None)
+
+
+def _with_hash(canonical: str) -> str:
+    """The template file: the canonical text plus its hash output (as ``stamped`` computes
+    it: the hash of the canonical text of everything else)."""
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    output = {
+        TEMPLATE_HASH_OUTPUT: {
+            "Description": "SHA-256 of this template without this output; vend deploy skips a stack that has it",
+            "Value": digest,
+        }
+    }
+    return canonical[:-1] + ',"Outputs":' + json.dumps(output, separators=(",", ":")) + "}"
+
+
+def _write_assembly(
+    outdir: Path,
+    msp: _Entry,
+    selected: Sequence[EffectiveClient],
+    shapes: Mapping[str, ClientShape],
+    entries: Mapping[str, _Entry],
+    direct: Mapping[str, list[_Stack]],
+) -> int:
+    outdir.mkdir(parents=True, exist_ok=True)
+    artifacts: dict[str, Any] = {}
+    written: set[str] = set()
+
+    def put_as_built(stack: _Stack) -> None:
+        artifact = json.loads(stack.artifact)
+        artifact["properties"].pop("validateOnSynth", None)
+        template_file = artifact["properties"]["templateFile"]
+        (outdir / template_file).write_text(stack.template, encoding="utf-8")
+        written.add(template_file)
+        if stack.metadata is not None and artifact.get("additionalMetadataFile"):
+            (outdir / artifact["additionalMetadataFile"]).write_text(stack.metadata, encoding="utf-8")
+            written.add(artifact["additionalMetadataFile"])
+        artifacts[stack.artifact_id] = artifact
+
+    for stack in msp.stacks:
+        put_as_built(stack)
+    stencils: dict[str, list[tuple[Stencil, Stencil, Stencil]]] = {}
+    for c in selected:
+        if c.client in direct:
+            for stack in direct[c.client]:
+                put_as_built(stack)
+            continue
+        digest = shapes[c.client].digest
+        entry = entries[digest]
+        if digest not in stencils:
+            stencils[digest] = [
+                (
+                    Stencil(s.artifact_id, entry.sentinels),
+                    Stencil(s.artifact, entry.sentinels),
+                    Stencil(s.template, entry.sentinels),
+                )
+                for s in entry.stacks
+            ]
+        values = replacements(shapes[c.client].values)
+        for artifact_id, artifact_text, template in stencils[digest]:
+            artifact = json.loads(artifact_text.render(values))
+            template_file = artifact["properties"]["templateFile"]
+            (outdir / template_file).write_text(_with_hash(template.render(values)), encoding="utf-8")
+            written.add(template_file)
+            artifacts[artifact_id.render(values)] = artifact
+    header = dict(msp.header)
+    cdk_out = header.pop("cdk.out", None)
+    manifest = {**header, "artifacts": artifacts}
+    (outdir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    if cdk_out is not None:
+        (outdir / "cdk.out").write_text(cdk_out, encoding="utf-8")
+    for stale in [*outdir.glob("*.template.json"), *outdir.glob("*.metadata.json"), outdir / "tree.json"]:
+        if stale.name not in written and stale.is_file():
+            stale.unlink()
+    return len(artifacts)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from aws_cdk import App, Environment, LegacyStackSynthesizer, Tags
 
+from baseline.model import EffectiveClient, MspDefaults
 from baseline.portfolio import Portfolio
 from baseline.spec import (
     LOG_ARCHIVE_STACK_NAME,
@@ -28,12 +29,16 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | Collection[s
     because its policies must let every client write, even when one client is selected.
     ``only_client`` is one client or a collection of them (empty: only the MSP side)."""
     selected = None if only_client is None else {only_client} if isinstance(only_client, str) else set(only_client)
-    defaults = portfolio.defaults
     archive = build_log_archive(app, portfolio)
     Tags.of(archive).add("vend:managed-by", "vend")
-    for client in portfolio.clients:
-        if selected is not None and client.client not in selected:
-            continue
+    clients = [c for c in portfolio.clients if selected is None or c.client in selected]
+    build_client_stacks(app, portfolio.defaults, clients)
+
+
+def build_client_stacks(app: App, defaults: MspDefaults, clients: Iterable[EffectiveClient]) -> None:
+    """Each client's global stack and its regional stacks (``scripts/synth.py`` also calls
+    this for the prototypes of client shapes, without the MSP side)."""
+    for client in clients:
         baseline = client_baseline(client, defaults)
         # Client accounts are never CDK-bootstrapped: no assets, no bootstrap roles.
         global_stack = ClientGlobalStack(

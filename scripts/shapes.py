@@ -1,0 +1,216 @@
+"""Client *shapes*: synthesize one prototype per shape, render every client from it.
+
+Two clients have the same shape when their effective configs differ only in per-client
+values: slug, display name, account, ExternalId, budget amounts, recipients and region
+names (by position). The CDK builds the same resources for both; only those values differ
+in the templates. So :mod:`scripts.synth` synthesizes one *prototype* client per shape,
+with distinctive sentinel values, and renders each client's templates by replacing the
+prototype's sentinels with the client's values in one pass. A test synthesizes a varied
+portfolio both ways and requires identical templates (``tests/scripts/test_shapes.py``).
+
+The log shard is part of the shape (it picks the central bucket and key), and so is
+everything else: engagement, profiles, thresholds, tag keys, GuardDuty settings,
+inherited-resource settings and exceptions (with their regions by position).
+
+This module never imports aws_cdk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baseline.model import EffectiveClient, MspDefaults
+from baseline.regions import COMMERCIAL_REGIONS
+from baseline.spec import decimal_text, log_shard
+
+#: Fields whose values vary per client and are rendered by substitution (by name).
+SCALAR_FIELDS = {
+    "client": "client",
+    "display_name": "display",
+    "account_id": "account",
+    "external_id": "external_id",
+    "deploy_role_arn": "deploy_role",
+    "budget_limit_usd": "budget_limit",
+    "anomaly_threshold_usd": "anomaly_threshold",
+}
+_NUMBERS = {"budget_limit", "anomaly_threshold"}
+_SENTINEL_NUMBER_BASE = 973_100_000
+
+
+class NoShape(Exception):
+    """A client that cannot be rendered from a prototype (synthesized on its own)."""
+
+
+@dataclass(frozen=True)
+class ClientShape:
+    """A client's shape key (JSON) and its values by placeholder name."""
+
+    key: str
+    values: Mapping[str, str | float]
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.key.encode()).hexdigest()[:20]
+
+
+def _placeholders(client: EffectiveClient) -> dict[str, str | float]:
+    values: dict[str, str | float] = {name: getattr(client, field) for field, name in SCALAR_FIELDS.items()}
+    for i, email in enumerate(client.budget_notify):
+        values[f"notify{i}"] = email
+    for i, region in enumerate(client.regions):
+        values[f"region{i}"] = region
+    return values
+
+
+def _map_regions(value: Any, regions: Mapping[str, str]) -> Any:
+    """``value`` with every string (and mapping key) naming one of the client's regions replaced."""
+    if isinstance(value, dict):
+        return {regions.get(k, k): _map_regions(v, regions) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_map_regions(v, regions) for v in value]
+    if isinstance(value, str):
+        return regions.get(value, value)
+    return value
+
+
+def _abstract(client: EffectiveClient, region_names: Mapping[str, str], notify: Sequence[str]) -> dict[str, Any]:
+    """The client's effective config with its values replaced (regions via ``region_names``)."""
+    data = client.model_dump(mode="json", exclude={"source_file"})
+    for field_name, name in SCALAR_FIELDS.items():
+        data[field_name] = f"<{name}>"
+    data["budget_notify"] = list(notify)
+    data["regions"] = [region_names[r] for r in client.regions]
+    data["home_region"] = region_names[client.home_region]
+    for key in ("exceptions", "inherited"):
+        data[key] = _map_regions(data[key], region_names)
+    return data
+
+
+def shape_of(client: EffectiveClient, defaults: MspDefaults) -> ClientShape:
+    names = {r: f"<region{i}>" for i, r in enumerate(client.regions)}
+    data = _abstract(client, names, [f"<notify{i}>" for i in range(len(client.budget_notify))])
+    data["log_shard"] = log_shard(client.account_id, defaults.log_archive.shards)
+    return ClientShape(key=json.dumps(data, sort_keys=True, separators=(",", ":")), values=_placeholders(client))
+
+
+def sentinel_regions(defaults: MspDefaults, avoid_text: str) -> tuple[str, ...]:
+    """Regions a prototype may use: real ones (the CDK and the specs expect real regions)
+    that appear nowhere in the defaults or the baseline code, so every occurrence of one
+    in a prototype's template comes from the prototype's own regions."""
+    taken = {defaults.log_archive.region} | {r for r in COMMERCIAL_REGIONS if r in avoid_text}
+    return tuple(r for r in reversed(COMMERCIAL_REGIONS) if r not in taken)
+
+
+def _account_in_shard(index: int, shard: int, shards: int) -> str:
+    for n in range(100_000):
+        account = f"9{index:05d}{n:06d}"
+        if log_shard(account, shards) == shard:
+            return account
+    raise NoShape(f"no prototype account lands in log shard {shard}")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Prototype:
+    """The stand-in client synthesized for a shape, and its sentinel for each placeholder."""
+
+    client: EffectiveClient
+    sentinels: Mapping[str, str | float]
+
+
+def prototype(client: EffectiveClient, defaults: MspDefaults, index: int, pool: Sequence[str]) -> Prototype:
+    """A prototype of ``client``'s shape; ``index`` makes its sentinels unique in one app."""
+    if len(client.regions) > len(pool):
+        raise NoShape(f"{len(client.regions)} regions, more than the {len(pool)} sentinel regions")
+    tag = f"{index:05d}"
+    shard = log_shard(client.account_id, defaults.log_archive.shards)
+    account = _account_in_shard(index, shard, defaults.log_archive.shards)
+    regions = {r: pool[i] for i, r in enumerate(client.regions)}
+    notify = [f"vendmail{tag}n{i}@prototype.example" for i in range(len(client.budget_notify))]
+    data = _abstract(client, regions, notify)
+    sentinels: dict[str, str | float] = {
+        "client": f"vendproto{tag}",
+        "display": f"Vend Prototype Display {tag}",
+        "account": account,
+        "external_id": f"vendxid{tag}q",
+        "deploy_role": f"arn:aws:iam::{account}:role/VendProtoDeploy{tag}",
+        "budget_limit": float(_SENTINEL_NUMBER_BASE + 2 * index),
+        "anomaly_threshold": float(_SENTINEL_NUMBER_BASE + 2 * index + 1),
+    }
+    sentinels.update({f"notify{i}": e for i, e in enumerate(notify)})
+    sentinels.update({f"region{i}": pool[i] for i in range(len(client.regions))})
+    for field_name, name in SCALAR_FIELDS.items():
+        data[field_name] = sentinels[name]
+    data["source_file"] = f"<prototype {tag}>"
+    return Prototype(client=EffectiveClient.model_validate(data), sentinels=sentinels)
+
+
+def replacements(values: Mapping[str, str | float]) -> dict[str, str]:
+    """Each value as it appears inside a JSON text: numbers as JavaScript writes them, text
+    JSON-escaped (a display name may hold quotes)."""
+    return {
+        name: decimal_text(float(v)) if name in _NUMBERS else json.dumps(str(v), ensure_ascii=False)[1:-1]
+        for name, v in values.items()
+    }
+
+
+class Stencil:
+    """A prototype's text cut at its sentinels, so rendering a client is one join.
+
+    All sentinels are found in one pass, longest first (a sentinel that another contains
+    can never win); region names only as whole names, accounts and numbers only where no
+    digit touches them.
+    """
+
+    def __init__(self, text: str, sentinels: Mapping[str, str | float]) -> None:
+        by_text: dict[str, str] = {}
+        patterns: list[str] = []
+        for name, sentinel in sentinels.items():
+            if name in _NUMBERS:
+                literal = decimal_text(float(sentinel))
+                patterns.append(rf"(?<![0-9.]){re.escape(literal)}(?:\.0)?(?![0-9])")
+            else:
+                literal = str(sentinel)
+                if name.startswith("region"):
+                    patterns.append(rf"(?<![a-z0-9]){re.escape(literal)}(?![0-9])")
+                elif name == "account":
+                    patterns.append(rf"(?<![0-9]){re.escape(literal)}(?![0-9])")
+                else:
+                    patterns.append(re.escape(literal))
+            by_text[literal] = name
+        patterns.sort(key=len, reverse=True)
+        self.parts: list[str] = []
+        self.names: list[str] = []
+        position = 0
+        for match in re.finditer("|".join(patterns), text) if patterns else ():
+            self.parts.append(text[position : match.start()])
+            self.names.append(by_text[match.group(0).removesuffix(".0")])
+            position = match.end()
+        self.parts.append(text[position:])
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """``values``: :func:`replacements` of one client."""
+        out = [self.parts[0]]
+        for name, part in zip(self.names, self.parts[1:], strict=True):
+            out.append(values[name])
+            out.append(part)
+        return "".join(out)
+
+
+def write_prototypes(path: Path, defaults: MspDefaults, prototypes: Sequence[Prototype]) -> None:
+    """The input of ``VEND_PROTOTYPES=path python app.py``."""
+    data = {
+        "defaults": defaults.model_dump(mode="json"),
+        "clients": [p.client.model_dump(mode="json") for p in prototypes],
+    }
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def load_prototypes(path: Path) -> tuple[MspDefaults, list[EffectiveClient]]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return MspDefaults.model_validate(data["defaults"]), [EffectiveClient.model_validate(c) for c in data["clients"]]
