@@ -219,19 +219,34 @@ class _Entry:
     stacks: list[_Stack]
     sentinels: dict[str, str | float] = field(default_factory=dict)
     header: dict[str, Any] = field(default_factory=dict)
+    #: Built with aws-cdk-lib's template validator on: only such an entry serves a
+    #: synthesis that asks for validation (an unvalidated one would skip it silently).
+    validated: bool = False
 
 
-def _read_entry(path: Path) -> _Entry | None:
+def _read_entry(path: Path, *, validation: bool) -> _Entry | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return _Entry([_Stack.from_json(s) for s in data["stacks"]], data.get("sentinels", {}), data.get("header", {}))
+    if validation and not data.get("validated", False):
+        return None
+    return _Entry(
+        [_Stack.from_json(s) for s in data["stacks"]],
+        data.get("sentinels", {}),
+        data.get("header", {}),
+        bool(data.get("validated", False)),
+    )
 
 
 def _write_entry(path: Path, entry: _Entry) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"stacks": [s.to_json() for s in entry.stacks], "sentinels": entry.sentinels, "header": entry.header}
+    data = {
+        "stacks": [s.to_json() for s in entry.stacks],
+        "sentinels": entry.sentinels,
+        "header": entry.header,
+        "validated": entry.validated,
+    }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, path)  # atomic: parallel runs (pytest -n) never read half an entry
@@ -302,6 +317,7 @@ def _plan(
     shapes: Mapping[str, ClientShape],
     cache: Path,
     code_text: str,
+    validation: bool,
 ) -> _Plan:
     plan = _Plan({}, {}, [])
     pool = sentinel_regions(portfolio.defaults, code_text)
@@ -309,7 +325,7 @@ def _plan(
         digest = shapes[c.client].digest
         if digest in plan.entries or digest in plan.prototypes:
             continue
-        entry = _read_entry(cache / f"{digest}.json")
+        entry = _read_entry(cache / f"{digest}.json", validation=validation)
         if entry is not None:
             plan.entries[digest] = entry
             continue
@@ -335,11 +351,11 @@ def build_assembly(
     cache = cache_dir / "synth" / code[:24]
     selected = [c for c in portfolio.clients if only is None or c.client in only]
     shapes = {c.client: shape_of(c, portfolio.defaults) for c in selected}
-    plan = _plan(portfolio, selected, shapes, cache, code_text)
+    plan = _plan(portfolio, selected, shapes, cache, code_text, validation)
     direct_names = {c.client for c in plan.direct}
     accounts = sorted(c.account_id for c in portfolio.clients)
     msp_key = hashlib.sha256(json.dumps([code, accounts]).encode()).hexdigest()[:24]
-    msp = _read_entry(cache / f"msp-{msp_key}.json")
+    msp = _read_entry(cache / f"msp-{msp_key}.json", validation=validation)
     stats = SynthStats(
         clients=len(selected),
         shapes=len({s.digest for s in shapes.values()}),
@@ -378,7 +394,7 @@ def build_assembly(
             for s in built:
                 if (name := _client_of(s)) is not None:
                     direct_stacks.setdefault(name, []).append(s)
-            msp = _Entry(own, header=header)
+            msp = _Entry(own, header=header, validated=validation)
             _write_entry(cache / f"msp-{msp_key}.json", msp)
         by_sentinel = {str(p.sentinels["client"]): digest for digest, p in protos}
         for i in range(chunks):
@@ -387,7 +403,11 @@ def build_assembly(
             for s in built:
                 grouped.setdefault(by_sentinel[str(_client_of(s))], []).append(s)
             for digest, stacks in grouped.items():
-                entry = _Entry([_canonical(s) for s in stacks], sentinels=dict(plan.prototypes[digest].sentinels))
+                entry = _Entry(
+                    [_canonical(s) for s in stacks],
+                    sentinels=dict(plan.prototypes[digest].sentinels),
+                    validated=validation,
+                )
                 _write_entry(cache / f"{digest}.json", entry)
                 plan.entries[digest] = entry
 

@@ -1,0 +1,173 @@
+"""Synthesis by client shape (scripts/synth.py, scripts/shapes.py) against the plain CDK app.
+
+A varied portfolio is synthesized both ways; every stack of every client must come out the
+same: same artifacts, same templates. The portfolio is chosen to break a naive text
+substitution: the longest slug, a display name with quotes and non-ASCII letters, budgets
+that JavaScript and Python write differently, many regions, exceptions and inherited
+resources per region, and two clients of one shape.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baseline.portfolio import load_portfolio
+from scripts.synth import build_assembly, synthesize_direct
+
+LONG = "a-very-long-client-slug-32-chars"  # the longest slug the model allows
+CLIENTS = {
+    LONG: f"""\
+client: {LONG}
+display_name: 'Zoë "Quoted" & Sons: 100% <Ltd>'
+account_id: "000000000017"
+home_region: eu-west-1
+regions: [eu-west-1, us-east-1, ap-southeast-2, sa-east-1, ca-central-1]
+engagement: managed
+access:
+  deploy_role_arn: arn:aws:iam::000000000017:role/VendDeploy
+  external_id: "x+=,.@:/-Zoe_{LONG}"
+profiles: [hipaa, pci]
+budget:
+  monthly_limit_usd: 1234567.25
+  thresholds_pct: [10, 50, 90, 100]
+  notify: [a@zoe.example, b.c+d@sub.zoe.example, finops@msp.example]
+tags:
+  required: [Owner, CostCenter, Environment, App, Team, Tier, Data]
+guardduty:
+  finding_publishing_frequency: ONE_HOUR
+  features: {{runtime_monitoring: true}}
+inherited:
+  config_recorder: {{us-east-1: adopt}}
+  guardduty_detector: replace
+exceptions:
+  - control: guardduty
+    regions: [sa-east-1]
+    reason: the client's SOC runs its own detector there (SEC-1)
+    approver: security-lead@msp.example
+    expires: 2099-12-31
+  - control: config-rules
+    rules: [restricted-ssh]
+    reason: bastion hosts behind the client VPN (SEC-2)
+    approver: security-lead@msp.example
+    expires: 2099-12-31
+""",
+    # Two clients of one shape: rendered from one prototype.
+    "twin-one": """\
+client: twin-one
+display_name: Twin One
+account_id: "000000000101"
+home_region: us-east-1
+regions: [us-east-1, us-west-2]
+engagement: monitoring
+access:
+  deploy_role_arn: arn:aws:iam::000000000101:role/VendDeploy
+  external_id: twin-one-1
+budget:
+  monthly_limit_usd: 1000000
+  notify: [ops@one.example]
+""",
+    "twin-two": """\
+client: twin-two
+display_name: Twin Two
+account_id: "000000000202"
+home_region: eu-central-1
+regions: [eu-central-1, eu-west-2]
+engagement: monitoring
+access:
+  deploy_role_arn: arn:aws:iam::000000000202:role/VendDeploy
+  external_id: twin-two-2
+budget:
+  monthly_limit_usd: 99.5
+  notify: [ops@two.example]
+""",
+}
+
+
+def _templates(outdir: Path) -> dict[str, Any]:
+    """Every stack artifact and its parsed template, by artifact id."""
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    out: dict[str, Any] = {}
+    for artifact_id, artifact in manifest["artifacts"].items():
+        if artifact["type"] != "aws:cloudformation:stack":
+            continue
+        props = dict(artifact["properties"])
+        props.pop("validateOnSynth", None)
+        template = json.loads((outdir / props["templateFile"]).read_text())
+        out[artifact_id] = {"environment": artifact["environment"], "properties": props, "template": template}
+    return out
+
+
+@pytest.fixture(scope="module")
+def overrides(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shapes") / "overrides"
+    root.mkdir()
+    for name, text in CLIENTS.items():
+        (root / f"{name}.yaml").write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def direct(overrides: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    outdir = tmp_path_factory.mktemp("direct") / "cdk.out"
+    assert synthesize_direct(overrides, outdir, validation=False, quiet=True) == 0
+    return _templates(outdir)
+
+
+def test_shapes_render_exactly_what_the_cdk_builds(overrides: Path, direct: dict[str, Any], tmp_path: Path) -> None:
+    portfolio, problems = load_portfolio(overrides)
+    assert portfolio is not None, problems
+    outdir = tmp_path / "cdk.out"
+    stats = build_assembly(portfolio, overrides, outdir, cache_dir=tmp_path / "cache")
+    assert stats.shapes == 2 and stats.prototypes_synthesized == 2 and stats.direct_clients == 0
+    rendered = _templates(outdir)
+    assert sorted(rendered) == sorted(direct)
+    assert len(direct) == 1 + (1 + 5) + (1 + 2) * 2  # MSP side, then each client: global + regional
+    for artifact_id, expected in direct.items():
+        assert rendered[artifact_id] == expected, artifact_id
+    # Nothing of a prototype is left in what a client gets.
+    text = "".join(p.read_text() for p in outdir.glob("*.template.json"))
+    assert "vendproto" not in text and "prototype.example" not in text and "VendProto" not in text
+
+
+def test_a_warm_cache_builds_nothing_and_a_new_shape_builds_one_prototype(overrides: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    portfolio, _ = load_portfolio(overrides)
+    assert portfolio is not None
+    build_assembly(portfolio, overrides, tmp_path / "first", cache_dir=cache)
+
+    again = build_assembly(portfolio, overrides, tmp_path / "second", cache_dir=cache)
+    assert (again.prototypes_synthesized, again.processes, again.msp_cached) == (0, 0, True)
+    assert _templates(tmp_path / "first") == _templates(tmp_path / "second")
+
+    # Entries built without aws-cdk-lib's validator never stand in for a validated synthesis.
+    validated = build_assembly(portfolio, overrides, tmp_path / "validated", validation=True, cache_dir=cache)
+    assert (validated.prototypes_synthesized, validated.msp_cached) == (2, False)
+    assert _templates(tmp_path / "validated") == _templates(tmp_path / "first")
+
+    # A value that is not part of the shape (the budget) renders from the cached prototype.
+    changed = tmp_path / "changed"
+    shutil.copytree(overrides, changed)
+    twin = changed / "twin-two.yaml"
+    twin.write_text(twin.read_text().replace("99.5", "250"))
+    portfolio, _ = load_portfolio(changed)
+    assert portfolio is not None
+    stats = build_assembly(portfolio, changed, tmp_path / "third", cache_dir=cache)
+    assert stats.prototypes_synthesized == 0
+    budgets = [
+        r["Properties"]["Budget"]["BudgetLimit"]["Amount"]
+        for r in _templates(tmp_path / "third")["vend-twin-two-global"]["template"]["Resources"].values()
+        if r["Type"] == "AWS::Budgets::Budget"
+    ]
+    assert budgets == [250]
+
+    # A new engagement is a new shape: one prototype through the CDK, the rest from the cache.
+    twin.write_text(twin.read_text().replace("engagement: monitoring", "engagement: managed"))
+    portfolio, _ = load_portfolio(changed)
+    assert portfolio is not None
+    stats = build_assembly(portfolio, changed, tmp_path / "fourth", cache_dir=cache)
+    assert (stats.shapes, stats.prototypes_synthesized) == (3, 1)
