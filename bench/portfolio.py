@@ -1,8 +1,12 @@
 """Generate a portfolio of N client override files (same MSP defaults as the real one).
 
-Used by the benchmark (``bench/deploy_bench.py``) and by tests that need more clients
-than the three examples in ``overrides/``. Every client gets a unique account id and
-ExternalId; shapes repeat in a fixed pattern so runs are reproducible.
+Used by the benchmarks (``bench/``) and by tests that need more clients than the three
+examples in ``overrides/``. Every client gets a unique account id and ExternalId; shapes
+repeat in a fixed pattern so runs are reproducible.
+
+Two layouts: ``regions=1`` or ``2`` (every client in that many regions: one shape of stack
+fan-out, for deploy timings), and ``regions="scale"``: clients in 1 to 17 regions,
+averaging about 4, one in twenty in all 17 regions that AWS enables by default.
 """
 
 from __future__ import annotations
@@ -18,6 +22,29 @@ _REGION_PAIRS = (
     ("ap-southeast-2", "ap-southeast-1"),
 )
 _PROFILES = ((), ("hipaa",), (), ("pci",))
+#: The 17 regions enabled by default in every AWS account.
+DEFAULT_REGIONS = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "eu-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "sa-east-1",
+)
+#: Region counts of the "scale" layout, by client index (mean 4.0: 19 clients of 3.3, one of 17).
+_SCALE_COUNTS = (17, 1, 2, 3, 3, 4, 5, 2, 3, 4, 6, 1, 2, 3, 4, 3, 5, 2, 4, 6)
+_THRESHOLDS = ("", "  thresholds_pct: [50, 80, 100]\n", "")
 FIRST_ACCOUNT = 300_000_000_000
 
 
@@ -29,12 +56,22 @@ def account_id(index: int) -> str:
     return f"{FIRST_ACCOUNT + index:012d}"
 
 
-def override_text(index: int, *, regions: int = 2) -> str:
-    """One client's override file (``regions``: 1 or 2)."""
+def _scale_regions(index: int) -> list[str]:
+    count = _SCALE_COUNTS[index % len(_SCALE_COUNTS)]
+    start = (index * 7) % len(DEFAULT_REGIONS)
+    return [DEFAULT_REGIONS[(start + i) % len(DEFAULT_REGIONS)] for i in range(count)]
+
+
+def override_text(index: int, *, regions: int | str = 2) -> str:
+    """One client's override file (``regions``: 1, 2 or "scale")."""
     name = client_name(index)
     account = account_id(index)
-    home, second = _REGION_PAIRS[index % len(_REGION_PAIRS)]
-    region_list = [home, second][: max(1, min(regions, 2))]
+    if regions == "scale":
+        region_list = _scale_regions(index)
+        home = region_list[0]
+    else:
+        home, second = _REGION_PAIRS[index % len(_REGION_PAIRS)]
+        region_list = [home, second][: max(1, min(int(regions), 2))]
     profiles = _PROFILES[index % len(_PROFILES)]
     engagement = "managed" if index % 2 else "monitoring"
     lines = [
@@ -55,10 +92,13 @@ def override_text(index: int, *, regions: int = 2) -> str:
         f"  monthly_limit_usd: {500 + (index % 20) * 250}",
         f"  notify: [ops@{name}.example]",
     ]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if regions == "scale":
+        text += _THRESHOLDS[index % len(_THRESHOLDS)]
+    return text
 
 
-def write_portfolio(directory: Path, clients: int, *, regions: int = 2) -> list[str]:
+def write_portfolio(directory: Path, clients: int, *, regions: int | str = 2) -> list[str]:
     """Write ``clients`` override files into ``directory``; return the client names."""
     directory.mkdir(parents=True, exist_ok=True)
     names = []

@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,12 @@ from typing import Any
 from baseline.model import EffectiveClient
 from baseline.portfolio import Portfolio, load_portfolio
 from scripts.assembly import STACK_TYPE, TEMPLATE_HASH_OUTPUT
+from scripts.render import AssemblyWriter, CachedStack, ShapeEntry
 from scripts.shapes import (
     ClientShape,
     NoShape,
     Prototype,
-    Stencil,
     prototype,
-    replacements,
     sentinel_regions,
     shape_of,
     write_prototypes,
@@ -62,6 +61,7 @@ CODE_FILES = (
     "scripts/shapes.py",
     "scripts/synth.py",
     "scripts/assembly.py",
+    "scripts/render.py",
 )
 CDK_PACKAGES = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii")
 #: Code whose region names (lists, examples, messages) never reach a template.
@@ -97,6 +97,7 @@ class SynthStats:
     shapes: int = 0
     prototypes_synthesized: int = 0
     direct_clients: int = 0
+    rendered: int = 0  # clients whose files were (re)written; the others were up to date
     msp_cached: bool = False
     processes: int = 0
     seconds: float = 0.0
@@ -106,7 +107,8 @@ class SynthStats:
         return (
             f"synthesized {self.stacks} stacks of {self.clients} client(s) into {outdir} in {self.seconds:.1f}s: "
             f"{self.shapes} shape(s), {self.prototypes_synthesized} prototype(s) built by the CDK "
-            f"in {self.processes} process(es), MSP side {'cached' if self.msp_cached else 'built'}"
+            f"in {self.processes} process(es), MSP side {'cached' if self.msp_cached else 'built'}, "
+            f"{self.rendered} client(s) written"
         )
 
 
@@ -197,49 +199,22 @@ def code_fingerprint() -> tuple[str, str]:
 # --- cache entries --------------------------------------------------------------------------
 
 
-@dataclass
-class _Stack:
-    """One stack as synthesized: its artifact entry, template and metadata, as text."""
-
-    artifact_id: str
-    artifact: str
-    template: str
-    metadata: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.artifact_id, "artifact": self.artifact, "template": self.template, "metadata": self.metadata}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> _Stack:
-        return cls(data["id"], data["artifact"], data["template"], data.get("metadata"))
-
-
-@dataclass
-class _Entry:
-    stacks: list[_Stack]
-    sentinels: dict[str, str | float] = field(default_factory=dict)
-    header: dict[str, Any] = field(default_factory=dict)
-    #: Built with aws-cdk-lib's template validator on: only such an entry serves a
-    #: synthesis that asks for validation (an unvalidated one would skip it silently).
-    validated: bool = False
-
-
-def _read_entry(path: Path, *, validation: bool) -> _Entry | None:
+def _read_entry(path: Path, *, validation: bool) -> ShapeEntry | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if validation and not data.get("validated", False):
         return None
-    return _Entry(
-        [_Stack.from_json(s) for s in data["stacks"]],
+    return ShapeEntry(
+        [CachedStack.from_json(s) for s in data["stacks"]],
         data.get("sentinels", {}),
         data.get("header", {}),
         bool(data.get("validated", False)),
     )
 
 
-def _write_entry(path: Path, entry: _Entry) -> None:
+def _write_entry(path: Path, entry: ShapeEntry) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "stacks": [s.to_json() for s in entry.stacks],
@@ -265,22 +240,25 @@ def _app_env(outdir: Path, validation: bool) -> dict[str, str]:
     return env
 
 
-def _run_app(env: dict[str, str]) -> None:
+def _run_app(env: dict[str, str]) -> str:
+    """Run the CDK app in a child process; return its output if it failed (jsii's notes on
+    stderr are shown only then), else ""."""
     proc = subprocess.run([sys.executable, str(APP)], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SynthError((proc.stderr or proc.stdout).strip()[-4000:])
+    if proc.returncode == 0:
+        return ""
+    return (proc.stderr or proc.stdout).strip()[-4000:] or f"exit code {proc.returncode}"
 
 
-def _read_stacks(outdir: Path) -> tuple[list[_Stack], dict[str, Any]]:
+def _read_stacks(outdir: Path) -> tuple[list[CachedStack], dict[str, Any]]:
     manifest = json.loads((outdir / "manifest.json").read_text(encoding="utf-8"))
-    stacks: list[_Stack] = []
+    stacks: list[CachedStack] = []
     for artifact_id, artifact in manifest["artifacts"].items():
         if artifact.get("type") != STACK_TYPE:
             continue
         props = artifact["properties"]
         meta_file = artifact.get("additionalMetadataFile")
         stacks.append(
-            _Stack(
+            CachedStack(
                 artifact_id,
                 json.dumps(artifact, ensure_ascii=False),
                 (outdir / props["templateFile"]).read_text(encoding="utf-8"),
@@ -294,7 +272,7 @@ def _read_stacks(outdir: Path) -> tuple[list[_Stack], dict[str, Any]]:
     return stacks, header
 
 
-def _client_of(stack: _Stack) -> str | None:
+def _client_of(stack: CachedStack) -> str | None:
     tags = json.loads(stack.artifact)["properties"].get("tags") or {}
     return tags.get(CLIENT_TAG)
 
@@ -306,7 +284,7 @@ def _client_of(stack: _Stack) -> str | None:
 class _Plan:
     """What must be built: prototypes per missing shape, clients synthesized as themselves."""
 
-    entries: dict[str, _Entry]
+    entries: dict[str, ShapeEntry]
     prototypes: dict[str, Prototype]
     direct: list[EffectiveClient]
 
@@ -345,7 +323,10 @@ def build_assembly(
     validation: bool = False,
     cache_dir: Path,
 ) -> SynthStats:
-    """Write the cloud assembly of ``portfolio`` (the selected clients plus the MSP side)."""
+    """Write the cloud assembly of ``portfolio`` (the selected clients plus the MSP side).
+
+    The CDK processes for missing shapes start first; the clients whose shapes are cached
+    are rendered while they run, the others when they are done."""
     start = time.monotonic()
     code, code_text = code_fingerprint()
     cache = cache_dir / "synth" / code[:24]
@@ -362,6 +343,7 @@ def build_assembly(
         direct_clients=len(plan.direct),
         msp_cached=msp is not None and not plan.direct,
     )
+    writer = AssemblyWriter(outdir, code[:24])
 
     with tempfile.TemporaryDirectory(prefix="vend-synth-") as tmp_name:
         tmp = Path(tmp_name)
@@ -380,43 +362,61 @@ def build_assembly(
             env["VEND_PROTOTYPES"] = str(tmp / f"prototypes-{i}.json")
             jobs.append(env)
         cdk_start = time.monotonic()
-        if jobs:
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                list(pool.map(_run_app, jobs))
+        # At most one CDK process per core: each takes about 400 MB.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            running = [pool.submit(_run_app, env) for env in jobs]
+            # Meanwhile: every client whose shape is cached.
+            for c in selected:
+                digest = shapes[c.client].digest
+                if c.client not in direct_names and digest in plan.entries:
+                    writer.render_client(c.client, digest, plan.entries[digest], shapes[c.client].values)
+            failures = [err for future in running if (err := future.result())]
+        if failures:
+            raise SynthError(failures[0])
         stats.cdk_seconds = time.monotonic() - cdk_start
         stats.processes = len(jobs)
         stats.prototypes_synthesized = len(protos)
 
-        direct_stacks: dict[str, list[_Stack]] = {}
+        direct_stacks: dict[str, list[CachedStack]] = {}
         if msp is None or plan.direct:
             built, header = _read_stacks(tmp / "msp")
             own = [s for s in built if _client_of(s) is None]
             for s in built:
                 if (name := _client_of(s)) is not None:
                     direct_stacks.setdefault(name, []).append(s)
-            msp = _Entry(own, header=header, validated=validation)
+            msp = ShapeEntry(own, header=header, validated=validation)
             _write_entry(cache / f"msp-{msp_key}.json", msp)
         by_sentinel = {str(p.sentinels["client"]): digest for digest, p in protos}
+        fresh: set[str] = set()
         for i in range(chunks):
             built, _ = _read_stacks(tmp / f"proto-{i}")
-            grouped: dict[str, list[_Stack]] = {}
+            grouped: dict[str, list[CachedStack]] = {}
             for s in built:
                 grouped.setdefault(by_sentinel[str(_client_of(s))], []).append(s)
             for digest, stacks in grouped.items():
-                entry = _Entry(
+                entry = ShapeEntry(
                     [_canonical(s) for s in stacks],
                     sentinels=dict(plan.prototypes[digest].sentinels),
                     validated=validation,
                 )
                 _write_entry(cache / f"{digest}.json", entry)
                 plan.entries[digest] = entry
+                fresh.add(digest)
 
-    stats.stacks = _write_assembly(outdir, msp, selected, shapes, plan.entries, direct_stacks)
+    for c in selected:
+        if c.client in direct_stacks:
+            writer.put_client_as_built(c.client, direct_stacks[c.client])
+        elif shapes[c.client].digest in fresh:
+            digest = shapes[c.client].digest
+            writer.render_client(c.client, digest, plan.entries[digest], shapes[c.client].values)
+    writer.put_msp(msp.stacks)
+    stats.stacks = writer.finish(msp.header, [c.client for c in selected])
+    stats.rendered = writer.rendered
     stats.seconds = time.monotonic() - start
     return stats
 
 
-def _canonical(stack: _Stack) -> _Stack:
+def _canonical(stack: CachedStack) -> CachedStack:
     """A prototype stack as cached: canonical template text (sorted keys, no whitespace)
     without its hash output, and no metadata file (construct traces of the prototype)."""
     template = json.loads(stack.template)
@@ -428,78 +428,4 @@ def _canonical(stack: _Stack) -> _Stack:
     artifact.pop("additionalMetadataFile", None)
     artifact["properties"].pop("validateOnSynth", None)
     canonical = json.dumps(template, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return _Stack(stack.artifact_id, json.dumps(artifact, ensure_ascii=False), canonical, None)
-
-
-def _with_hash(canonical: str) -> str:
-    """The template file: the canonical text plus its hash output (as ``stamped`` computes
-    it: the hash of the canonical text of everything else)."""
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    output = {
-        TEMPLATE_HASH_OUTPUT: {
-            "Description": "SHA-256 of this template without this output; vend deploy skips a stack that has it",
-            "Value": digest,
-        }
-    }
-    return canonical[:-1] + ',"Outputs":' + json.dumps(output, separators=(",", ":")) + "}"
-
-
-def _write_assembly(
-    outdir: Path,
-    msp: _Entry,
-    selected: Sequence[EffectiveClient],
-    shapes: Mapping[str, ClientShape],
-    entries: Mapping[str, _Entry],
-    direct: Mapping[str, list[_Stack]],
-) -> int:
-    outdir.mkdir(parents=True, exist_ok=True)
-    artifacts: dict[str, Any] = {}
-    written: set[str] = set()
-
-    def put_as_built(stack: _Stack) -> None:
-        artifact = json.loads(stack.artifact)
-        artifact["properties"].pop("validateOnSynth", None)
-        template_file = artifact["properties"]["templateFile"]
-        (outdir / template_file).write_text(stack.template, encoding="utf-8")
-        written.add(template_file)
-        if stack.metadata is not None and artifact.get("additionalMetadataFile"):
-            (outdir / artifact["additionalMetadataFile"]).write_text(stack.metadata, encoding="utf-8")
-            written.add(artifact["additionalMetadataFile"])
-        artifacts[stack.artifact_id] = artifact
-
-    for stack in msp.stacks:
-        put_as_built(stack)
-    stencils: dict[str, list[tuple[Stencil, Stencil, Stencil]]] = {}
-    for c in selected:
-        if c.client in direct:
-            for stack in direct[c.client]:
-                put_as_built(stack)
-            continue
-        digest = shapes[c.client].digest
-        entry = entries[digest]
-        if digest not in stencils:
-            stencils[digest] = [
-                (
-                    Stencil(s.artifact_id, entry.sentinels),
-                    Stencil(s.artifact, entry.sentinels),
-                    Stencil(s.template, entry.sentinels),
-                )
-                for s in entry.stacks
-            ]
-        values = replacements(shapes[c.client].values)
-        for artifact_id, artifact_text, template in stencils[digest]:
-            artifact = json.loads(artifact_text.render(values))
-            template_file = artifact["properties"]["templateFile"]
-            (outdir / template_file).write_text(_with_hash(template.render(values)), encoding="utf-8")
-            written.add(template_file)
-            artifacts[artifact_id.render(values)] = artifact
-    header = dict(msp.header)
-    cdk_out = header.pop("cdk.out", None)
-    manifest = {**header, "artifacts": artifacts}
-    (outdir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    if cdk_out is not None:
-        (outdir / "cdk.out").write_text(cdk_out, encoding="utf-8")
-    for stale in [*outdir.glob("*.template.json"), *outdir.glob("*.metadata.json"), outdir / "tree.json"]:
-        if stale.name not in written and stale.is_file():
-            stale.unlink()
-    return len(artifacts)
+    return CachedStack(stack.artifact_id, json.dumps(artifact, ensure_ascii=False), canonical, None)

@@ -171,3 +171,37 @@ def test_a_warm_cache_builds_nothing_and_a_new_shape_builds_one_prototype(overri
     assert portfolio is not None
     stats = build_assembly(portfolio, changed, tmp_path / "fourth", cache_dir=cache)
     assert (stats.shapes, stats.prototypes_synthesized) == (3, 1)
+
+
+def test_only_the_changed_client_is_written_again(overrides: Path, tmp_path: Path) -> None:
+    work = tmp_path / "overrides"
+    shutil.copytree(overrides, work)
+    portfolio, _ = load_portfolio(work)
+    assert portfolio is not None
+    outdir, cache = tmp_path / "cdk.out", tmp_path / "cache"
+    first = build_assembly(portfolio, work, outdir, cache_dir=cache)
+    assert first.rendered == 3
+    before = {p.name: p.stat().st_mtime_ns for p in outdir.glob("*.template.json")}
+    expected = _templates(outdir)
+
+    twin = work / "twin-one.yaml"
+    twin.write_text(twin.read_text().replace("1000000", "2000000"))
+    portfolio, _ = load_portfolio(work)
+    assert portfolio is not None
+    second = build_assembly(portfolio, work, outdir, cache_dir=cache)
+    assert second.rendered == 1
+    after = {p.name: p.stat().st_mtime_ns for p in outdir.glob("*.template.json")}
+    touched = {name for name in before if after[name] != before[name]}
+    assert touched == {"vend-twin-one-global.template.json"}  # not its regional stacks, nor the MSP side
+    got = _templates(outdir)
+    assert got["vend-twin-two-global"] == expected["vend-twin-two-global"]
+    assert got["vend-twin-one-global"] != expected["vend-twin-one-global"]
+
+    # A file edited by hand is not vouched for by the index: it is written again.
+    path = outdir / "vend-twin-two-us-west-2.template.json"
+    if not path.exists():
+        path = next(outdir.glob("vend-twin-two-eu-*.template.json"))
+    path.write_text(path.read_text().replace("vend", "VEND", 1))
+    third = build_assembly(portfolio, work, outdir, cache_dir=cache)
+    assert third.rendered == 1
+    assert _templates(outdir) == got
