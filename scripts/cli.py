@@ -116,13 +116,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    if _load(args.overrides) is None:
-        return EXIT_INVALID
-    code = synthesize(args.overrides, args.output, client=args.client, quiet=True)
-    if code == 0:
-        stacks = read_assembly(args.output)
-        print(f"synthesized {len(stacks)} stack(s) into {args.output}")
-    return code
+    # synthesize() validates first (exit 2, nothing written) and prints what it built:
+    # stacks, shapes, prototypes the CDK built, and whether the MSP side came from the cache.
+    return synthesize(args.overrides, args.output, client=args.client)
 
 
 def run_deploy(

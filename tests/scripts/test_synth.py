@@ -205,3 +205,22 @@ def test_only_the_changed_client_is_written_again(overrides: Path, tmp_path: Pat
     third = build_assembly(portfolio, work, outdir, cache_dir=cache)
     assert third.rendered == 1
     assert _templates(outdir) == got
+
+
+def test_vend_synth_says_what_it_built_and_writes_nothing_for_bad_input(
+    overrides: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scripts.cli import main
+
+    monkeypatch.setenv("VEND_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["synth", "--overrides", str(overrides), "--output", str(tmp_path / "good")]) == 0
+    out = capsys.readouterr().out
+    assert "synthesized 13 stacks of 3 client(s)" in out and "2 shape(s)" in out
+
+    bad = tmp_path / "bad"
+    shutil.copytree(overrides, bad)
+    (bad / "twin-one.yaml").write_text((bad / "twin-one.yaml").read_text().replace('"000000000101"', "000000000101"))
+    assert main(["synth", "--overrides", str(bad), "--output", str(tmp_path / "bad.out")]) == 2
+    err = capsys.readouterr().err
+    assert "twin-one.yaml:3:" in err and "Traceback" not in err
+    assert not (tmp_path / "bad.out").exists()
