@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 
 from scripts.assembly import StackArtifact, read_assembly
 from scripts.aws import AwsAccess
@@ -637,6 +639,124 @@ def test_execution_that_never_settles_times_out(access: AwsAccess, tmp_path: Pat
 
     assert result.outcome == "FAILED"
     assert "timed out" in result.detail and "CREATE_IN_PROGRESS" in result.detail
+
+
+class ThrottlingCfn:
+    """A fake CloudFormation client for a new stack: the operations in ``throttled`` answer
+    Throttling forever, the others act as CloudFormation would. ``on_execute`` runs when the
+    change set is executed; ``after_execute`` is the stack's status from then on."""
+
+    def __init__(
+        self,
+        throttled: set[str],
+        *,
+        on_execute: Callable[[], None] = lambda: None,
+        after_execute: str = "CREATE_IN_PROGRESS",
+    ) -> None:
+        self.throttled = throttled
+        self.on_execute = on_execute
+        self.after_execute = after_execute
+        self.calls: list[str] = []
+        self.executed = False
+
+    def _answer(self, operation: str) -> None:
+        self.calls.append(operation)
+        if operation in self.throttled:
+            raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, operation)
+
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803 (botocore's names)
+        self._answer("DescribeStacks")
+        if not self.executed:
+            raise ClientError(
+                {"Error": {"Code": "ValidationError", "Message": f"Stack with id {StackName} does not exist"}},
+                "DescribeStacks",
+            )
+        reason = "Q: Resource handler returned message: queue limit"
+        return {"Stacks": [{"StackName": StackName, "StackStatus": self.after_execute, "StackStatusReason": reason}]}
+
+    def create_change_set(self, **_: Any) -> dict[str, str]:
+        self._answer("CreateChangeSet")
+        return {"Id": "arn:change-set/vend-1", "StackId": "arn:stack/vend-throttled/1"}
+
+    def describe_change_set(self, ChangeSetName: str) -> dict[str, str]:  # noqa: N803
+        self._answer("DescribeChangeSet")
+        return {"Status": "CREATE_COMPLETE", "ExecutionStatus": "AVAILABLE"}
+
+    def delete_change_set(self, ChangeSetName: str) -> None:  # noqa: N803
+        self._answer("DeleteChangeSet")
+
+    def execute_change_set(self, ChangeSetName: str) -> None:  # noqa: N803
+        self._answer("ExecuteChangeSet")
+        self.executed = True
+        self.on_execute()
+
+    def describe_stack_events(self, **_: Any) -> dict[str, Any]:
+        self._answer("DescribeStackEvents")
+        return {"StackEvents": []}
+
+
+def deploy_throttled(cfn: ThrottlingCfn, tmp_path: Path, cancel: Cancel) -> tuple[Any, float]:
+    """Deploy with a poll interval and stack timeout far beyond what the test waits."""
+    stack = make_stack(tmp_path, "Throttled", {"Q": queue("throttled-q")})
+    start = time.monotonic()
+    result = deploy_stack(cfn, stack, timeout_s=600, poll_s=60, cancel=cancel)
+    return result, time.monotonic() - start
+
+
+def interrupt_soon(cancel: Cancel, reason: str = "interrupted by SIGINT") -> threading.Timer:
+    timer = threading.Timer(0.3, cancel.set, args=(reason,))
+    timer.start()
+    return timer
+
+
+def test_an_interrupt_wakes_a_throttled_poll_before_anything_started(tmp_path: Path) -> None:
+    cfn, cancel = ThrottlingCfn({"DescribeStacks"}), Cancel()
+    interrupt_soon(cancel)
+
+    result, seconds = deploy_throttled(cfn, tmp_path, cancel)
+
+    assert seconds < 5  # not the 60 s poll, not the 600 s stack timeout
+    assert result.outcome == "SKIPPED"
+    assert result.detail.startswith("not started: interrupted by SIGINT")
+    assert "throttling" in result.detail
+    assert set(cfn.calls) == {"DescribeStacks"}
+
+
+def test_an_interrupt_while_throttled_waiting_for_a_change_set_deletes_it_unexecuted(tmp_path: Path) -> None:
+    cfn, cancel = ThrottlingCfn({"DescribeChangeSet"}), Cancel()
+    interrupt_soon(cancel, "interrupted by SIGTERM")
+
+    result, seconds = deploy_throttled(cfn, tmp_path, cancel)
+
+    assert seconds < 5
+    assert result.outcome == "SKIPPED"
+    assert result.detail.startswith("not executed: interrupted by SIGTERM")
+    assert "DeleteChangeSet" in cfn.calls and "ExecuteChangeSet" not in cfn.calls
+
+
+def test_an_interrupt_while_throttled_polls_follow_an_execution_is_in_flight(tmp_path: Path) -> None:
+    cancel = Cancel()
+    cfn = ThrottlingCfn(set(), on_execute=lambda: (cfn.throttled.add("DescribeStacks"), interrupt_soon(cancel)))
+
+    result, seconds = deploy_throttled(cfn, tmp_path, cancel)
+
+    assert seconds < 5
+    assert (result.outcome, result.status) == ("IN_FLIGHT", "CREATE_IN_PROGRESS")
+    assert "interrupted by SIGINT" in result.detail and "CloudFormation finishes it" in result.detail
+
+
+def test_an_interrupt_during_throttled_failure_events_keeps_the_failure(tmp_path: Path) -> None:
+    """The stack failed on its own; only reading why is throttled: still FAILED, with the
+    stack's own reason, not taken for an interrupted deploy."""
+    cancel = Cancel()
+    interrupt = lambda: cancel.set("interrupted by SIGINT")  # noqa: E731
+    cfn = ThrottlingCfn({"DescribeStackEvents"}, on_execute=interrupt, after_execute="ROLLBACK_COMPLETE")
+
+    result, seconds = deploy_throttled(cfn, tmp_path, cancel)
+
+    assert seconds < 5
+    assert (result.outcome, result.status) == ("FAILED", "ROLLBACK_COMPLETE")
+    assert "queue limit" in result.detail
 
 
 # --------------------------------------------------------------------------- deploy_targets
