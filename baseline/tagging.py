@@ -22,6 +22,8 @@ class RequiredTags(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *, specs: Sequence[ConfigRuleSpec], recorder: CfnResource
     ) -> None:
+        if not specs:
+            raise ValueError("RequiredTags needs at least one rule spec; leave it out when tag-rules is waived")
         super().__init__(scope, construct_id)
         # The first rule keeps construct id "Rule" (ids are API); the others are Rule2, Rule3, ...
         self.rules = [

@@ -62,7 +62,8 @@ class ClientRegionalStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         recording = ConfigRecorder(self, "Config", recorder=regional.recorder, delivery=regional.delivery_channel)
         ConfigRules(self, "Rules", rules=regional.rules, recorder=recording.recorder)
-        RequiredTags(self, "TagRule", specs=regional.tag_rules, recorder=recording.recorder)
+        if regional.tag_rules:  # empty when a tag-rules exception waives them here (issue 4)
+            RequiredTags(self, "TagRule", specs=regional.tag_rules, recorder=recording.recorder)
         protected: list[CfnResource] = []
         if not regional.detector.adopt and "guardduty" not in regional.waived:  # issue 4: exception
             protected.append(Detector(self, "GuardDuty", spec=regional.detector).detector)

@@ -132,3 +132,52 @@ def test_show_lists_exceptions_from_the_client_file(
     entry = json.loads(capsys.readouterr().out)["fields"]["exceptions"]
     assert entry["layer"] == "client"
     assert [e["control"] for e in entry["value"]] == ["guardduty", "config-rules", "budget"]
+
+
+def test_drift_reports_waived_tag_rules_and_cloudtrail_as_excepted(tmp_path: Path) -> None:
+    from scripts.drift import _Ctx
+
+    shutil.copy(FIXTURES / "good" / "acme-health.yaml", tmp_path)
+    with (tmp_path / "acme-health.yaml").open("a") as f:
+        f.write(
+            "exceptions:\n"
+            "  - control: tag-rules\n"
+            "    regions: [us-west-2]\n"
+            "    reason: the client's SCPs enforce tags there (SEC-9)\n"
+            "    approver: security-lead@msp.example\n"
+            "    expires: 2026-12-31\n"
+            "  - control: cloudtrail\n"
+            "    reason: the client's organization trail covers this account (SEC-10)\n"
+            "    approver: security-lead@msp.example\n"
+            "    expires: 2026-12-31\n"
+        )
+    portfolio, problems = load_portfolio(tmp_path, today=date(2026, 6, 1))
+    assert portfolio is not None, problems
+    baseline = client_baseline(portfolio.client("acme-health"), portfolio.defaults)
+    assert baseline.region("us-west-2").tag_rules == ()
+    assert "tag-rules" in baseline.region("us-west-2").waived
+    assert [r.name for r in baseline.region("us-east-1").tag_rules] == ["vend-required-tags"]
+    ctx = _Ctx(None, None, baseline, frozenset())  # type: ignore[arg-type]
+
+    def must_not_run() -> None:
+        raise AssertionError("a waived control is not checked")
+
+    ctx.run("us-west-2", "tag-rules", must_not_run)
+    ctx.run("global", "cloudtrail", must_not_run)
+    ctx.run("us-east-1", "tag-rules", lambda: ctx.record("us-east-1", "tag-rules", "IN_SYNC"))
+    assert [(f.region, f.control, f.status, f.detail) for f in ctx.findings] == [
+        (
+            "us-west-2",
+            "tag-rules",
+            "EXCEPTED",
+            "waived until 2026-12-31 by security-lead@msp.example: the client's SCPs enforce tags there (SEC-9)",
+        ),
+        (
+            "global",
+            "cloudtrail",
+            "EXCEPTED",
+            "waived until 2026-12-31 by security-lead@msp.example: the client's organization trail covers this "
+            "account (SEC-10)",
+        ),
+        ("us-east-1", "tag-rules", "IN_SYNC", ""),
+    ]
