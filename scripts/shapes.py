@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,16 +159,13 @@ def replacements(values: Mapping[str, str | float]) -> dict[str, str]:
     }
 
 
-class Stencil:
-    """A prototype's text cut at its sentinels, so rendering a client is one join.
+class SentinelFinder:
+    """Finds a prototype's sentinels in a text, all in one pass, longest first (a sentinel
+    that another contains can never win); region names only as whole names, accounts and
+    numbers only where no digit touches them."""
 
-    All sentinels are found in one pass, longest first (a sentinel that another contains
-    can never win); region names only as whole names, accounts and numbers only where no
-    digit touches them.
-    """
-
-    def __init__(self, text: str, sentinels: Mapping[str, str | float]) -> None:
-        by_text: dict[str, str] = {}
+    def __init__(self, sentinels: Mapping[str, str | float]) -> None:
+        self.by_text: dict[str, str] = {}
         patterns: list[str] = []
         for name, sentinel in sentinels.items():
             if name in _NUMBERS:
@@ -182,14 +179,34 @@ class Stencil:
                     patterns.append(rf"(?<![0-9]){re.escape(literal)}(?![0-9])")
                 else:
                     patterns.append(re.escape(literal))
-            by_text[literal] = name
+            self.by_text[literal] = name
         patterns.sort(key=len, reverse=True)
+        self.regex = re.compile("|".join(patterns)) if patterns else None
+
+    def finditer(self, text: str) -> Iterator[tuple[re.Match[str], str]]:
+        """Each match with the placeholder name of its sentinel."""
+        if self.regex is None:
+            return
+        for match in self.regex.finditer(text):
+            yield match, self.by_text[match.group(0).removesuffix(".0")]
+
+
+class Stencil:
+    """A prototype's text cut at its sentinels, so rendering a client is one join.
+
+    All sentinels are found in one pass, longest first (a sentinel that another contains
+    can never win); region names only as whole names, accounts and numbers only where no
+    digit touches them.
+    """
+
+    def __init__(self, text: str, sentinels: Mapping[str, str | float]) -> None:
+        finder = SentinelFinder(sentinels)
         self.parts: list[str] = []
         self.names: list[str] = []
         position = 0
-        for match in re.finditer("|".join(patterns), text) if patterns else ():
+        for match, name in finder.finditer(text):
             self.parts.append(text[position : match.start()])
-            self.names.append(by_text[match.group(0).removesuffix(".0")])
+            self.names.append(name)
             position = match.end()
         self.parts.append(text[position:])
 
@@ -214,3 +231,76 @@ def write_prototypes(path: Path, defaults: MspDefaults, prototypes: Sequence[Pro
 def load_prototypes(path: Path) -> tuple[MspDefaults, list[EffectiveClient]]:
     data = json.loads(path.read_text(encoding="utf-8"))
     return MspDefaults.model_validate(data["defaults"]), [EffectiveClient.model_validate(c) for c in data["clients"]]
+
+
+# --- stack sets: which template a stack of a client runs -------------------------------------
+
+#: How each field of a client's effective config reaches its stacks, for StackSets
+#: (scripts/stackset_layout.py): a stack set is one template that many clients' stacks run,
+#: named by the fields its template depends on, so that a change to anything else never
+#: moves a stack to another stack set. ``value``: a parameter of the template; ``global`` /
+#: ``regional`` / ``both``: part of that kind's stack set key; ``none``: never in a template.
+#: A test fails when a field is missing here; synthesis fails when two stacks with one key
+#: get different templates (a field that should be in a key is not).
+STACK_SET_FIELDS: Mapping[str, str] = {
+    "client": "value",
+    "display_name": "value",
+    "account_id": "value",
+    "external_id": "value",
+    "deploy_role_arn": "value",
+    "budget_limit_usd": "value",
+    "anomaly_threshold_usd": "value",
+    "budget_notify": "value",  # how many recipients is part of the global key
+    "regions": "value",  # the stack's own region is AWS::Region; the home region, a role
+    "home_region": "value",
+    "source_file": "none",
+    "engagement": "global",
+    "budget_thresholds_pct": "global",
+    "budget_forecast_thresholds_pct": "global",
+    "trail_s3_data_events": "global",
+    "trail_cloudwatch_logs_days": "global",
+    "profiles": "both",
+    "log_retention_days": "both",  # the retention class is part of the log prefixes
+    "config_rules": "regional",
+    "required_tags": "regional",
+    "finding_publishing_frequency": "regional",
+    "guardduty_features": "regional",
+    "inherited": "both",  # per region, relative to the stack's region
+    "exceptions": "both",  # control, rules and regions relative to the stack's region
+}
+
+
+def _relative_regions(value: Any, roles: Mapping[str, str]) -> Any:
+    """Region names replaced by their role for one stack; lists of names deduplicated."""
+    mapped = _map_regions(value, roles)
+    if isinstance(mapped, list) and all(isinstance(v, str) for v in mapped):
+        return sorted(set(mapped))
+    if isinstance(mapped, dict):
+        return {k: _relative_regions(v, roles) for k, v in mapped.items()}
+    if isinstance(mapped, list):
+        return [_relative_regions(v, roles) for v in mapped]
+    return mapped
+
+
+def stack_set_key(client: EffectiveClient, defaults: MspDefaults, region: str | None) -> str:
+    """The stack set of one of ``client``'s stacks: the global stack (``region`` None) or the
+    regional stack of ``region``. Digest of the fields that stack kind depends on, with
+    region names as roles (this stack's region, the home region, another region)."""
+    kind = "global" if region is None else "regional"
+    this = region or client.home_region
+    roles = {r: "<this>" if r == this else "<home>" if r == client.home_region else "<other>" for r in client.regions}
+    data = client.model_dump(mode="json", exclude={"source_file"})
+    key: dict[str, Any] = {
+        "kind": kind,
+        "home": this == client.home_region,
+        "log_shard": log_shard(client.account_id, defaults.log_archive.shards),
+        "notify": len(client.budget_notify) if kind == "global" else None,
+    }
+    for name, reach in STACK_SET_FIELDS.items():
+        if reach in (kind, "both"):
+            key[name] = data[name]
+    key["inherited"] = _relative_regions(key["inherited"], roles)
+    key["exceptions"] = [
+        _relative_regions({k: e[k] for k in ("control", "regions", "rules")}, roles) for e in key["exceptions"]
+    ]
+    return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -47,6 +47,7 @@ from scripts.shapes import (
     shape_of,
     write_prototypes,
 )
+from scripts.stackset_layout import build_layout, write_layout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = REPO_ROOT / "app.py"
@@ -62,12 +63,19 @@ CODE_FILES = (
     "scripts/synth.py",
     "scripts/assembly.py",
     "scripts/render.py",
+    "scripts/stackset_layout.py",
 )
 CDK_PACKAGES = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii")
 #: Code whose region names (lists, examples, messages) never reach a template.
 NOT_IN_TEMPLATES = {"regions.py", "model.py", "portfolio.py", "yamlsource.py", "exceptions.py", "override.schema.json"}
 #: Below this many prototypes per process, a second process costs more than it saves.
 PROTOTYPES_PER_PROCESS = 6
+
+
+NO_STACK_SET = (
+    "more regions than prototypes can stand in for: synthesized on its own, without a stack set template; "
+    "deploy it in direct mode"
+)
 
 
 class SynthError(Exception):
@@ -412,6 +420,14 @@ def build_assembly(
     writer.put_msp(msp.stacks)
     stats.stacks = writer.finish(msp.header, [c.client for c in selected])
     stats.rendered = writer.rendered
+    layout = build_layout(
+        selected,
+        portfolio.defaults,
+        {c.client: (shapes[c.client].digest, shapes[c.client].values) for c in selected},
+        plan.entries,
+        {c: NO_STACK_SET for c in direct_names},
+    )
+    write_layout(outdir, layout)
     stats.seconds = time.monotonic() - start
     return stats
 
