@@ -186,7 +186,26 @@ def cmd_drift(args: argparse.Namespace) -> int:
             report = drift_portfolio(access, portfolio, clients, concurrency=args.concurrency, assembly=assembly)
             report.remediation = [a.to_dict() for a in actions]
     print(render_drift(report, args.format))
+    for fmt, path in args.write:  # the same run, in other formats (one live check, many reports)
+        try:
+            path.write_text(render_drift(report, fmt) + "\n", encoding="utf-8")
+        except OSError as exc:
+            _err(f"cannot write the {fmt} report to {path}: {exc.strerror or exc}")
+            return EXIT_FAILED
     return report.exit_code()
+
+
+DRIFT_FORMATS = ("table", "json", "markdown", "html")
+
+
+def report_target(value: str) -> tuple[str, Path]:
+    """``--write FORMAT=PATH`` (e.g. ``json=drift.json``)."""
+    fmt, sep, path = value.partition("=")
+    if not sep or fmt not in DRIFT_FORMATS or not path:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: write FORMAT=PATH with FORMAT one of {', '.join(DRIFT_FORMATS)}, e.g. json=drift.json"
+        )
+    return fmt, Path(path)
 
 
 def _load_despite_expired_exceptions(overrides: Path, consequence: str) -> Portfolio | None:
@@ -387,7 +406,15 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--assembly", type=Path, help="deploy an existing cloud assembly instead of synthesizing")
             add_deploy_arguments(s)
         else:
-            s.add_argument("--format", choices=["table", "json", "markdown", "html"], default="table")
+            s.add_argument("--format", choices=DRIFT_FORMATS, default="table", help="format of stdout")
+            s.add_argument(
+                "--write",
+                type=report_target,
+                action="append",
+                default=[],
+                metavar="FORMAT=PATH",
+                help="also write the same report in FORMAT to PATH (repeatable), e.g. --write json=drift.json",
+            )
             s.add_argument(
                 "--assembly", type=Path, help="compare with this cloud assembly (default: synthesize the current code)"
             )
