@@ -38,7 +38,15 @@ from scripts.deploy import (
     plan_targets,
     run_rollout,
 )
-from scripts.deploy_report import Progress, render_plan, report_data, summary_table, write_plan, write_reports
+from scripts.deploy_report import (
+    Progress,
+    blocked_stacks,
+    render_plan,
+    report_data,
+    summary_table,
+    write_plan,
+    write_reports,
+)
 from scripts.lock import DEFAULT_STALE_AFTER_S, DeployLock, LockHeld, LockUnavailable
 
 CLIENT_TAG = "vend:client"
@@ -140,7 +148,9 @@ def add_deploy_arguments(s: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--plan",
         action="store_true",
-        help="dry run: show what would change per client, in deploy order; touches nothing",
+        help="dry run: show what would change per client, in deploy order; touches nothing; exits 1 when a "
+        "stack is blocked (e.g. ROLLBACK_COMPLETE without --recreate-failed, DELETE_FAILED) or a client "
+        "cannot be planned, 0 otherwise",
     )
     g.add_argument("--format", choices=["text", "json", "markdown"], default="text", help="format of --plan output")
     g = s.add_argument_group("reports")
@@ -304,7 +314,7 @@ def deploy_command(
         if args.report:
             for path in write_plan(plans, args.report, meta=meta):
                 print(f"wrote {path}", file=sys.stderr)
-        return EXIT_OK if all(p.ok for p in plans) else EXIT_FAILED
+        return EXIT_OK if all(p.ok for p in plans) and not blocked_stacks(plans) else EXIT_FAILED
 
     cancel = Cancel()
     progress = Progress(len(targets) + (1 if first else 0), stream=out, mode=args.progress)

@@ -398,6 +398,21 @@ def _plan_lines(plans: Sequence[TargetPlan], meta: Mapping[str, Any]) -> list[st
     return lines
 
 
+def blocked_stacks(plans: Sequence[TargetPlan]) -> int:
+    """Stacks a deploy would fail as they are (plan action ``blocked``): ``--plan`` exits 1."""
+    return sum(1 for p in plans for s in p.stacks if s.action == "blocked")
+
+
+def _plan_verdict(plans: Sequence[TargetPlan]) -> str:
+    """The plan's last word: exit 1 and why, when a deploy could not go through as planned."""
+    problems = []
+    if blocked := blocked_stacks(plans):
+        problems.append(f"{blocked} stack(s) BLOCKED (a deploy would fail them; see each one's reason)")
+    if not_planned := sum(1 for p in plans if not p.ok):
+        problems.append(f"{not_planned} target(s) could not be planned")
+    return ("exit 1: " + "; ".join(problems)) if problems else ""
+
+
 def render_plan(plans: Sequence[TargetPlan], fmt: str, *, meta: Mapping[str, Any] | None = None) -> str:
     meta = meta or {}
     data = plan_data(plans, meta=meta)
@@ -409,8 +424,10 @@ def render_plan(plans: Sequence[TargetPlan], fmt: str, *, meta: Mapping[str, Any
         f"{s['targets_not_planned']} could not be planned; stacks: "
         + (", ".join(f"{n} {a}" for a, n in s["stacks"].items()) or "none")
     )
+    verdict = _plan_verdict(plans)
     if fmt == "markdown":
-        rows = ["## vend deploy plan", "", headline, "", "| client | stack | region | step | action | detail |"]
+        rows = ["## vend deploy plan", "", headline, *(["", f"**{verdict}**"] if verdict else [])]
+        rows += ["", "| client | stack | region | step | action | detail |"]
         rows.append("|---|---|---|---|---|---|")
         for p in plans:
             if not p.ok:
@@ -420,7 +437,7 @@ def render_plan(plans: Sequence[TargetPlan], fmt: str, *, meta: Mapping[str, Any
                     f"| {_md(p.name)} | {st.stack_name} | {st.region} | {st.step} | {st.action} | {_md(st.detail)} |"
                 )
         return "\n".join(rows) + "\n"
-    return "\n".join([*_plan_lines(plans, meta), "", headline])
+    return "\n".join([*_plan_lines(plans, meta), "", headline, *([verdict] if verdict else [])])
 
 
 def write_plan(plans: Sequence[TargetPlan], directory: Path, *, meta: Mapping[str, Any] | None = None) -> list[Path]:

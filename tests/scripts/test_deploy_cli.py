@@ -282,3 +282,52 @@ def test_the_plan_lists_every_stack_in_order_and_touches_nothing(
         "targets_not_planned": 0,
         "stacks": {"unchanged": 10},
     }
+
+
+def test_the_plan_exits_1_when_a_stack_is_blocked_and_says_so_last(
+    emulator: Emulator, assembly: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reset(
+        emulator,
+        f'stacks:\n  - {{account: "{ACME}", region: us-east-1, stack: vend-acme-health-global,'
+        ' status: ROLLBACK_COMPLETE, reason: "BaselineTrail: InsufficientS3BucketPolicyException"}\n'
+        f'  - {{account: "{LEDGERLY}", region: us-east-2, stack: vend-ledgerly-global,'
+        " status: UPDATE_ROLLBACK_FAILED}\n",
+    )
+
+    blocked = deploy(emulator, assembly, tmp_path, capsys, "--plan")
+
+    assert blocked.code == 1, blocked.out + blocked.err
+    assert "vend-acme-health-global [us-east-1] BLOCKED" in blocked.out
+    # UPDATE_ROLLBACK_FAILED is not blocked: the deploy continues the rollback itself
+    assert "vend-ledgerly-global [us-east-2] CONTINUE-ROLLBACK" in blocked.out
+    assert blocked.out.rstrip().splitlines()[-1] == (
+        "exit 1: 1 stack(s) BLOCKED (a deploy would fail them; see each one's reason)"
+    )
+    markdown = (blocked.dir / "deploy-plan.md").read_text()
+    assert "**exit 1: 1 stack(s) BLOCKED" in markdown
+
+    recreate = deploy(emulator, assembly, tmp_path, capsys, "--plan", "--recreate-failed")
+
+    assert recreate.code == 0, recreate.out
+    assert "vend-acme-health-global [us-east-1] RECREATE" in recreate.out
+    assert "exit 1" not in recreate.out
+    assert recreate.out.rstrip().splitlines()[-1].startswith("plan: 4 target(s)")
+    for account in (ACME, LEDGERLY):
+        assert not WRITES & set(calls(emulator, account))
+
+
+def test_the_plan_exits_1_for_a_stack_only_an_operator_can_unblock(
+    emulator: Emulator, assembly: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reset(
+        emulator,
+        f'stacks:\n  - {{account: "{BRIGHTMART}", region: eu-west-1, stack: vend-brightmart-global,'
+        " status: DELETE_FAILED}\n",
+    )
+
+    run = deploy(emulator, assembly, tmp_path, capsys, "--plan", "--recreate-failed", "--format", "json")
+
+    assert run.code == 1
+    assert json.loads(run.out)["summary"]["stacks"]["blocked"] == 1
+
