@@ -512,7 +512,6 @@ class _StackRun:
                     raise _Done("SKIPPED", f"not executed: {why} (its change set was deleted)") from err
                 raise _Done("SKIPPED", f"not started: {why}", self.status) from err
 
-
     def _describe(self, name: str) -> dict[str, Any] | None:
         try:
             stacks = self._call(self.cfn.describe_stacks, StackName=name)["Stacks"]
