@@ -330,4 +330,3 @@ def test_the_plan_exits_1_for_a_stack_only_an_operator_can_unblock(
 
     assert run.code == 1
     assert json.loads(run.out)["summary"]["stacks"]["blocked"] == 1
-
