@@ -39,6 +39,8 @@ class StackArtifact:
     template_file: Path
     depends_on: tuple[str, ...]
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: ``terminationProtection`` of the artifact (``scripts/stack_protection.py`` applies it).
+    termination_protection: bool = False
 
     def template_body(self) -> str:
         """The template text exactly as synthesized."""
@@ -68,6 +70,7 @@ def read_assembly(outdir: Path) -> list[StackArtifact]:
             template_file=s.template_file,
             depends_on=tuple(d for d in s.depends_on if d in known),
             tags=s.tags,
+            termination_protection=s.termination_protection,
         )
         for s in stacks
     ]
@@ -166,6 +169,7 @@ def _stack(manifest_path: Path, artifact_id: str, artifact: Mapping[str, Any]) -
         template_file=template_file,
         depends_on=tuple(dependencies),
         tags=MappingProxyType(_tags(where, properties.get("tags"))),
+        termination_protection=properties.get("terminationProtection") is True,
     )
 
 

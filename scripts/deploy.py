@@ -42,6 +42,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from scripts.assembly import AssemblyError, StackArtifact, deployment_order
 from scripts.aws import AssumeRoleError, AwsAccess, ensure_private_bucket, vend_bucket_name
+from scripts.stack_protection import (
+    Override,
+    ProtectionError,
+    ProtectionOptions,
+    protect_stack,
+    review_change_set,
+    wanted_protection,
+)
 
 Outcome = Literal["CREATED", "UPDATED", "UNCHANGED", "FAILED", "SKIPPED", "IN_FLIGHT"]
 TargetOutcome = Literal["OK", "FAILED", "SKIPPED", "IN_FLIGHT", "INTERRUPTED"]
@@ -180,6 +188,7 @@ class StackOptions:
     poll_s: float = 2.0
     recreate_failed: bool = False  # delete and recreate ROLLBACK_COMPLETE stacks
     only_changed: bool = True  # skip stacks whose template, tags and parameters are deployed
+    protection: ProtectionOptions = ProtectionOptions()  # scripts/stack_protection.py
 
 
 class _Done(Exception):
@@ -240,6 +249,7 @@ def deploy_stack(
     only_changed: bool = True,
     cancel: Cancel | None = None,
     stager: TemplateStager | None = None,
+    protection: ProtectionOptions | None = None,
 ) -> StackResult:
     """Bring one stack to its synthesized template with a change set; never raises.
 
@@ -257,6 +267,7 @@ def deploy_stack(
         only_changed=only_changed,
         cancel=cancel or _NEVER,
         stager=stager,
+        protection=protection,
     )
     status = ""
     try:
@@ -298,6 +309,7 @@ class _StackRun:
         only_changed: bool,
         cancel: Cancel,
         stager: TemplateStager | None,
+        protection: ProtectionOptions | None = None,
     ) -> None:
         self.cfn = cfn
         self.stack = stack
@@ -307,6 +319,7 @@ class _StackRun:
         self.only_changed = only_changed
         self.cancel = cancel
         self.stager = stager
+        self.protection = protection or ProtectionOptions()
         self.actions: list[str] = []
         self.status = ""
         self.started = False  # vend started an operation (execute, delete, continue-rollback)
@@ -345,6 +358,7 @@ class _StackRun:
                 and _same_parameters(current, template)
                 and self._same_template(name, template)
             ):
+                self._protect(template, current, deployed=False)
                 return "UNCHANGED", self._with_actions("template, tags and parameters already deployed")
 
         self._not_started_if_cancelled()
@@ -365,22 +379,30 @@ class _StackRun:
             reason = str(change_set.get("StatusReason", ""))
             _delete_change_set(self.cfn, change_set_id)
             if any(marker in reason for marker in NO_CHANGES_MARKERS):
+                if current is not None:
+                    self._protect(template, current, deployed=False)
                 return "UNCHANGED", self._with_actions("no changes (empty change set deleted)")
             raise _Done("FAILED", f"change set failed: {reason or 'no reason given'}")
         execution = change_set.get("ExecutionStatus", "AVAILABLE")
         if execution != "AVAILABLE":
             raise _Done("FAILED", f"change set cannot be executed (ExecutionStatus {execution})")
+        override = self._review(change_set, change_set_id) if change_set_type == "UPDATE" else None
         if self.cancel.is_set():
             _delete_change_set(self.cfn, change_set_id)
             raise _Done("SKIPPED", f"not executed: {self.cancel.reason} (its change set was deleted)")
 
-        self.cfn.execute_change_set(ChangeSetName=change_set_id)
+        if override is None:
+            self.cfn.execute_change_set(ChangeSetName=change_set_id)
+        else:
+            self._update_with_override(change_set_id, source, override)
         self.status = f"{change_set_type}_IN_PROGRESS"
         self.started = True
         final = self._wait_settled(stack_id, busy=False, in_flight_on_cancel=True)
         if final is None:
             raise _Done("FAILED", "stack disappeared while deploying")
         status = final["StackStatus"]
+        if status in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+            self._protect(template, final, deployed=True)
         if status == "CREATE_COMPLETE":
             return "CREATED", self._with_actions(f"recreated ({recreated})" if recreated else "created")
         if status == "UPDATE_COMPLETE":
@@ -416,6 +438,46 @@ class _StackRun:
         url = self.stager.stage(self.stack, body)
         self.actions.append(f"template ({size:,} bytes) staged in S3")
         return {"TemplateURL": url}
+
+    # ---- protection (scripts/stack_protection.py)
+
+    def _protect(self, template: Any, current: Mapping[str, Any], *, deployed: bool) -> None:
+        """Termination protection and stack policy after a deploy; for an unchanged stack
+        only when DescribeStacks shows termination protection missing (or --verify-protection)."""
+        name, options = self.stack.stack_name, self.protection
+        try:
+            wanted = wanted_protection(self.stack.termination_protection, template)
+            notes = protect_stack(self.cfn, name, wanted, current, deployed=deployed, options=options, call=self._call)
+        except (ProtectionError, ClientError) as err:
+            why = _client_error_text(err) if isinstance(err, ClientError) else str(err)
+            done = "deployed, but its" if deployed else "unchanged, but its missing"
+            detail = f"{done} protection could not be applied: {why}; deploy again to retry"
+            raise _Done("FAILED", detail, current["StackStatus"]) from err
+        self.actions.extend(notes)
+
+    def _review(self, change_set: Mapping[str, Any], change_set_id: str) -> Override | None:
+        """Refuse a change set that replaces or deletes what the stack policy protects, unless
+        the operator allowed exactly that (then: the override for UpdateStack)."""
+        try:
+            return review_change_set(
+                self.cfn, self.stack.stack_name, change_set, options=self.protection, call=self._call
+            )
+        except ProtectionError as err:
+            _delete_change_set(self.cfn, change_set_id)
+            raise _Done("FAILED", str(err)) from err
+
+    def _update_with_override(self, change_set_id: str, source: Mapping[str, str], override: Override) -> None:
+        """ExecuteChangeSet takes no stack policy override: the reviewed template goes through
+        UpdateStack with it, for this update only; the stack keeps its own policy."""
+        _delete_change_set(self.cfn, change_set_id)
+        self.cfn.update_stack(
+            StackName=self.stack.stack_name,
+            Capabilities=list(CAPABILITIES),
+            Tags=[{"Key": k, "Value": v} for k, v in self.stack.tags.items()],
+            StackPolicyDuringUpdateBody=override.body,
+            **source,
+        )
+        self.actions.append(override.describe())
 
     # ---- stuck stacks
 
@@ -777,6 +839,7 @@ def _deploy_target_stacks(access: AwsAccess, target: Target, *, options: StackOp
             only_changed=options.only_changed,
             cancel=cancel,
             stager=stager,
+            protection=options.protection,
         )
 
     results: list[StackResult] = []

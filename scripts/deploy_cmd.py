@@ -48,6 +48,7 @@ from scripts.deploy_report import (
     write_reports,
 )
 from scripts.lock import DEFAULT_STALE_AFTER_S, DeployLock, LockHeld, LockUnavailable
+from scripts.stack_protection import ProtectionOptions
 
 CLIENT_TAG = "vend:client"
 MSP_TARGET = "msp-log-archive"
@@ -153,6 +154,21 @@ def add_deploy_arguments(s: argparse.ArgumentParser) -> None:
         "cannot be planned, 0 otherwise",
     )
     g.add_argument("--format", choices=["text", "json", "markdown"], default="text", help="format of --plan output")
+    g = s.add_argument_group("stack protection (termination protection and stack policy, see README)")
+    g.add_argument(
+        "--verify-protection",
+        action="store_true",
+        help="also read the stack policy of unchanged stacks (one call each) and restore what is missing; "
+        "run it after `cdk deploy`, which cannot set stack policies",
+    )
+    g.add_argument(
+        "--allow-protected-change",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="let an update replace or delete protected resources whose logical id or resource type matches "
+        "PATTERN (repeatable; shell-style wildcards): a temporary stack policy override for that update only",
+    )
     g = s.add_argument_group("reports")
     g.add_argument(
         "--report",
@@ -272,6 +288,8 @@ def _meta(args: argparse.Namespace, clients: Sequence[str], canary: Sequence[str
             "only_changed": args.only_changed,
             "recreate_failed": args.recreate_failed,
             "stack_timeout_s": args.stack_timeout,
+            "verify_protection": args.verify_protection,
+            "allow_protected_change": list(args.allow_protected_change),
         },
         "canary_clients": list(canary),
     }
@@ -305,6 +323,7 @@ def deploy_command(
         poll_s=args.poll,
         recreate_failed=args.recreate_failed,
         only_changed=args.only_changed,
+        protection=ProtectionOptions(verify=args.verify_protection, allow=tuple(args.allow_protected_change)),
     )
     canary = [t.name for t in targets[: args.canary]]
     meta = _meta(args, clients, canary)

@@ -1,15 +1,20 @@
 """Stack protection as data: which resources an update may never replace or delete.
 
 Client stacks are synthesized with termination protection (``terminationProtection`` in
-the cloud assembly, which ``cdk deploy`` applies) and carry their CloudFormation stack
-policy in the template's ``Metadata`` under :data:`STACK_POLICY_METADATA_KEY`. The driver
-applies it after a deploy (:func:`scripts.stack_protection.apply_protection`); by hand::
+the cloud assembly, which ``cdk deploy`` and ``vend deploy`` apply) and carry their
+CloudFormation stack policy in the template's ``Metadata`` under
+:data:`STACK_POLICY_METADATA_KEY`. ``vend deploy`` sets that policy after every create or
+update (:func:`scripts.stack_protection.apply_protection`); ``cdk deploy`` cannot, so after
+it run ``vend deploy <client> --verify-protection``. By hand::
 
     aws cloudformation set-stack-policy --stack-name vend-acme-health-global \\
         --stack-policy-body "$(jq -c '.Metadata["vend:StackPolicy"]' cdk.out/vend-acme-health-global.template.json)"
 
-An update that must replace a protected resource needs an explicit, temporary override
-(``--stack-policy-during-update-body``) from a person who means it.
+An update that must replace or delete a protected resource needs an explicit, temporary
+override from a person who means it (``vend deploy --allow-protected-change ID``).
+
+The key and the policy's shape live in :mod:`baseline.stack_policy`, so that the driver
+reads what the stacks write without importing aws_cdk.
 """
 
 from __future__ import annotations
@@ -19,21 +24,9 @@ from typing import Any
 
 from aws_cdk import CfnResource, Stack
 
-STACK_POLICY_METADATA_KEY = "vend:StackPolicy"
+from baseline.stack_policy import STACK_POLICY_METADATA_KEY, stack_policy
 
-
-def stack_policy(logical_ids: Sequence[str]) -> dict[str, Any]:
-    statements: list[dict[str, Any]] = [{"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"}]
-    if logical_ids:
-        statements.append(
-            {
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": ["Update:Replace", "Update:Delete"],
-                "Resource": [f"LogicalResourceId/{i}" for i in sorted(logical_ids)],
-            }
-        )
-    return {"Statement": statements}
+__all__ = ["STACK_POLICY_METADATA_KEY", "protect", "stack_policy"]
 
 
 def protect(stack: Stack, resources: Sequence[CfnResource]) -> dict[str, Any]:
