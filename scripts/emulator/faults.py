@@ -30,6 +30,20 @@ being assumed) and region; a matching rule *fires* with its probability, or for 
 goes on to the next rules and then to moto. S3 requests are matched by service only
 (``operation: "*"``): moto serves S3 outside its common dispatch.
 
+One stack instance of a StackSets operation fails with ``operation: StackInstance`` (a
+pseudo-operation of ``cloudformation``, matched by name only, never by ``"*"``), its
+``account`` and ``region`` being the instance's target, not the caller's::
+
+      - service: cloudformation
+        operation: StackInstance
+        account: "222233334444"
+        region: eu-west-1
+        error: AccessDenied               # required; the message becomes the StatusReason
+        message: Account 222233334444 should have 'VendExec' role with trust relationship
+
+The API call succeeds; that instance fails before its stack is touched (as when the
+execution role is missing), the others go on (``scripts/emulator/stacksets.py``).
+
 Preset stacks are put in place the first time a request reaches that account and region
 (and again after ``POST /moto-api/reset``): an existing stack just changes status; a
 missing one is created with a placeholder template. Events tell the story of the failure
@@ -70,6 +84,8 @@ ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 ERROR_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._:-]{0,127}$")
 STACK_NAME_RE = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
+#: Pseudo-operation of ``cloudformation``: one stack instance inside a StackSets operation.
+STACK_INSTANCE = "StackInstance"
 
 #: Statuses a preset stack may have, and the status an *_IN_PROGRESS one settles to by default.
 STACK_STATUSES: dict[str, str | None] = {
@@ -134,6 +150,8 @@ class FaultRule:
     line: int = 0
 
     def matches(self, service: str, operation: str, account: str, region: str) -> bool:
+        if (operation == STACK_INSTANCE) != (self.operation == STACK_INSTANCE):
+            return False  # stack instance faults are asked for by name, and fail no API call
         return (
             self.service in (ANY, service)
             and self.operation in (ANY, operation)
@@ -361,6 +379,9 @@ def _rule(doc: _Doc, raw: Any, path: tuple[str | int, ...]) -> FaultRule | None:
             doc.add((*path, "operation"), 'an operation needs a service; with service "*" use operation "*"')
         elif service == "s3":
             doc.add((*path, "operation"), 'the emulator matches S3 requests by service only: use operation "*"')
+        elif service == "cloudformation" and operation == STACK_INSTANCE:
+            if "error" not in raw:
+                doc.add(path, f"a {STACK_INSTANCE} rule needs an error: it fails the instance with its message")
         elif operation not in known_operations(service):
             hint = _suggest(operation, known_operations(service))
             doc.add((*path, "operation"), f"{service} has no operation {operation!r}{hint}")
@@ -791,6 +812,20 @@ def _call_action(self: Any) -> Any:
     if rule is not None:
         return _error_triplet(_protocol(self), rule)
     return _ORIGINALS["call_action"](self)
+
+
+def stack_instance_fault(account: str, region: str) -> FaultRule | None:
+    """The ``StackInstance`` rule that fails this target of a StackSets operation, if one fires.
+
+    Called by the emulator's StackSets for each target, inside the API request.
+    """
+    injector: FaultInjector | None = getattr(_active, "injector", None)
+    if injector is None:
+        return None
+    delay, rule = injector.decide(Call("cloudformation", STACK_INSTANCE, account, region))
+    if delay:
+        time.sleep(delay)
+    return rule
 
 
 def _continue_update_rollback(self: Any) -> str:

@@ -30,9 +30,10 @@ def register_models() -> None:
     """
     from moto.cloudformation import parsing
 
-    from scripts.emulator import cfn_models, cfn_models_extra
+    from scripts.emulator import cfn_models, cfn_models_extra, stacksets
 
     cfn_models.install_engine_patches()
+    stacksets.install_stackset_patches()
     parsing.get_model_map.cache_clear()
     parsing.get_model_list.cache_clear()
     parsing.get_name_type_map.cache_clear()
