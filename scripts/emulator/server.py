@@ -30,9 +30,10 @@ def register_models() -> None:
     """
     from moto.cloudformation import parsing
 
-    from scripts.emulator import cfn_models, cfn_models_extra, stacksets
+    from scripts.emulator import cfn_models, cfn_models_extra, stack_protection, stacksets
 
     cfn_models.install_engine_patches()
+    stack_protection.install_protection_patches()
     stacksets.install_stackset_patches()
     parsing.get_model_map.cache_clear()
     parsing.get_model_list.cache_clear()
