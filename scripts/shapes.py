@@ -177,6 +177,8 @@ class SentinelFinder:
                     patterns.append(rf"(?<![a-z0-9]){re.escape(literal)}(?![0-9])")
                 elif name == "account":
                     patterns.append(rf"(?<![0-9]){re.escape(literal)}(?![0-9])")
+                elif name.startswith("log_"):  # shard 0's name is the start of shard 1's
+                    patterns.append(rf"{re.escape(literal)}(?![-0-9A-Za-z])")
                 else:
                     patterns.append(re.escape(literal))
             self.by_text[literal] = name
@@ -236,12 +238,23 @@ def load_prototypes(path: Path) -> tuple[MspDefaults, list[EffectiveClient]]:
 # --- stack sets: which template a stack of a client runs -------------------------------------
 
 #: How each field of a client's effective config reaches its stacks, for StackSets
-#: (scripts/stackset_layout.py): a stack set is one template that many clients' stacks run,
-#: named by the fields its template depends on, so that a change to anything else never
-#: moves a stack to another stack set. ``value``: a parameter of the template; ``global`` /
-#: ``regional`` / ``both``: part of that kind's stack set key; ``none``: never in a template.
+#: (scripts/stackset_layout.py). A stack set is one template that many clients' stacks run.
+#: It must stay the same stack set when the MSP changes its baseline (code, defaults.yaml,
+#: a profile: the stack set's template is updated in place, one operation for every client),
+#: so it is named by what the *client* chose, never by the values defaults and profiles give:
+#:
+#: - ``value``: differs per client, a parameter of the template (or AWS::AccountId/Region);
+#: - ``client``: the client's own choice, part of the key (engagement, profiles, exceptions,
+#:   inherited resources, relative to the stack's region);
+#: - ``default``: from defaults.yaml unless the client overrides it: part of the key only
+#:   where the client's value differs from the default;
+#: - ``profiles``: made from defaults.yaml and the client's profiles (named in the key);
+#: - ``none``: never in a template.
+#:
 #: A test fails when a field is missing here; synthesis fails when two stacks with one key
-#: get different templates (a field that should be in a key is not).
+#: get different templates. One edge: a client that set a value which later becomes the
+#: default moves once to the stack set of the clients on the default (``vend deploy``
+#: refuses the move without ``--move-stacks``).
 STACK_SET_FIELDS: Mapping[str, str] = {
     "client": "value",
     "display_name": "value",
@@ -250,24 +263,26 @@ STACK_SET_FIELDS: Mapping[str, str] = {
     "deploy_role_arn": "value",
     "budget_limit_usd": "value",
     "anomaly_threshold_usd": "value",
-    "budget_notify": "value",  # how many recipients is part of the global key
+    "budget_notify": "value",  # how many recipients is a default or the client's choice
     "regions": "value",  # the stack's own region is AWS::Region; the home region, a role
     "home_region": "value",
     "source_file": "none",
-    "engagement": "global",
-    "budget_thresholds_pct": "global",
-    "budget_forecast_thresholds_pct": "global",
-    "trail_s3_data_events": "global",
-    "trail_cloudwatch_logs_days": "global",
-    "profiles": "both",
-    "log_retention_days": "both",  # the retention class is part of the log prefixes
-    "config_rules": "regional",
-    "required_tags": "regional",
-    "finding_publishing_frequency": "regional",
-    "guardduty_features": "regional",
-    "inherited": "both",  # per region, relative to the stack's region
-    "exceptions": "both",  # control, rules and regions relative to the stack's region
+    "engagement": "client",
+    "profiles": "client",
+    "inherited": "client",
+    "exceptions": "client",
+    "budget_thresholds_pct": "default",
+    "budget_forecast_thresholds_pct": "default",
+    "required_tags": "default",
+    "finding_publishing_frequency": "default",
+    "guardduty_features": "default",
+    "config_rules": "profiles",
+    "log_retention_days": "profiles",
+    "trail_s3_data_events": "profiles",
+    "trail_cloudwatch_logs_days": "profiles",
 }
+_GLOBAL_DEFAULTS = ("budget_thresholds_pct", "budget_forecast_thresholds_pct")
+_REGIONAL_DEFAULTS = ("required_tags", "finding_publishing_frequency", "guardduty_features")
 
 
 def _relative_regions(value: Any, roles: Mapping[str, str]) -> Any:
@@ -282,25 +297,36 @@ def _relative_regions(value: Any, roles: Mapping[str, str]) -> Any:
     return mapped
 
 
+def _own_choice(value: Any, default: Any) -> Any:
+    """The client's value where it differs from the MSP default, else a marker."""
+    if isinstance(value, dict) and isinstance(default, dict):
+        return {k: v for k, v in value.items() if default.get(k) != v} or "<default>"
+    if isinstance(value, list) and isinstance(default, list) and sorted(value) == sorted(default):
+        return "<default>"  # thresholds are sorted in the effective config
+    return "<default>" if value == default else value
+
+
 def stack_set_key(client: EffectiveClient, defaults: MspDefaults, region: str | None) -> str:
     """The stack set of one of ``client``'s stacks: the global stack (``region`` None) or the
-    regional stack of ``region``. Digest of the fields that stack kind depends on, with
-    region names as roles (this stack's region, the home region, another region)."""
+    regional stack of ``region``. Digest of what the client chose that this kind of stack
+    depends on, with region names as roles (this stack's region, the home region, another)."""
     kind = "global" if region is None else "regional"
     this = region or client.home_region
     roles = {r: "<this>" if r == this else "<home>" if r == client.home_region else "<other>" for r in client.regions}
     data = client.model_dump(mode="json", exclude={"source_file"})
+    default = defaults.client_defaults.model_dump(mode="json")
     key: dict[str, Any] = {
         "kind": kind,
         "home": this == client.home_region,
-        "log_shard": log_shard(client.account_id, defaults.log_archive.shards),
-        "notify": len(client.budget_notify) if kind == "global" else None,
+        "engagement": data["engagement"] if kind == "global" else None,
+        "profiles": data["profiles"],
+        "inherited": _relative_regions(data["inherited"], roles),
+        "exceptions": [
+            _relative_regions({k: e[k] for k in ("control", "regions", "rules")}, roles) for e in data["exceptions"]
+        ],
     }
-    for name, reach in STACK_SET_FIELDS.items():
-        if reach in (kind, "both"):
-            key[name] = data[name]
-    key["inherited"] = _relative_regions(key["inherited"], roles)
-    key["exceptions"] = [
-        _relative_regions({k: e[k] for k in ("control", "regions", "rules")}, roles) for e in key["exceptions"]
-    ]
+    if kind == "global":
+        key["notify"] = _own_choice(len(client.budget_notify), len(default["budget_notify"]))
+    for name in _GLOBAL_DEFAULTS if kind == "global" else _REGIONAL_DEFAULTS:
+        key[name] = _own_choice(data[name], default[name])
     return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from baseline.model import EffectiveClient, MspDefaults
-from baseline.spec import decimal_text
+from baseline.spec import client_logging, decimal_text
 from scripts.render import ShapeEntry, with_hash
 from scripts.shapes import SentinelFinder, stack_set_key
 
@@ -43,6 +43,10 @@ PARAMETERS = {
     "deploy_role": "DeployRoleArn",
     "budget_limit": "BudgetLimitUsd",
     "anomaly_threshold": "AnomalyThresholdUsd",
+    # The client's central log bucket and key (its log shard): parameters too, so that adding
+    # shards moves no stack between stack sets.
+    "log_bucket": "LogBucket",
+    "log_key": "LogKeyArn",
 }
 NUMBER_PARAMETERS = {"BudgetLimitUsd", "AnomalyThresholdUsd"}
 HOME_REGION = "HomeRegion"
@@ -55,6 +59,8 @@ _DESCRIPTIONS = {
     "BudgetLimitUsd": "Monthly budget in USD.",
     "AnomalyThresholdUsd": "Cost anomaly alert threshold in USD.",
     HOME_REGION: "The client's home region.",
+    "LogBucket": "The central log bucket (the client's log shard).",
+    "LogKeyArn": "The central log key's alias ARN (the client's log shard).",
 }
 
 
@@ -189,7 +195,8 @@ def parametrize(
 
 
 def parameter_values(values: Mapping[str, str | float], home_region: str) -> dict[str, str]:
-    """A client's parameter values, by parameter name (every one a stack set may declare)."""
+    """A client's parameter values, by parameter name (every one a stack set may declare);
+    ``values``: its placeholders (scripts/shapes.py) plus ``log_bucket`` and ``log_key``."""
     out: dict[str, str] = {HOME_REGION: home_region}
     for placeholder, value in values.items():
         if placeholder in PARAMETERS:
@@ -232,7 +239,10 @@ def build_layout(
         entry = entries[digest]
         by_region = {str(v): k for k, v in entry.sentinels.items() if k.startswith("region")}
         home = f"region{c.regions.index(c.home_region)}"
-        params = parameter_values(values, c.home_region)
+        logging = client_logging(c, defaults)  # the shape's prototype is in the same log shard
+        log = {"log_bucket": logging.bucket_name, "log_key": logging.kms_alias_arn}
+        params = parameter_values({**values, **log}, c.home_region)
+        sentinels = {**entry.sentinels, **log}
         grouped: dict[str, list[tuple[str, str]]] = {}
         for index, stack in enumerate(entry.stacks):
             artifact = json.loads(stack.artifact)
@@ -245,9 +255,7 @@ def build_layout(
             name = names[(digest, own, kind)]
             if (digest, index) not in templates:
                 try:
-                    text, used = parametrize(
-                        stack.template, entry.sentinels, own_region=own, home_region=home, kind=kind
-                    )
+                    text, used = parametrize(stack.template, sentinels, own_region=own, home_region=home, kind=kind)
                 except LayoutError as exc:
                     raise LayoutError(f"{c.client}: {stack.artifact_id}: {exc}") from exc
                 templates[(digest, index)] = (text, used, kind)

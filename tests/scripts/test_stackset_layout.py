@@ -25,6 +25,8 @@ from scripts.stackset_layout import (
 from scripts.synth import build_assembly
 from tests.scripts.test_synth import CLIENTS, LONG
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Layout, Path]:
@@ -148,3 +150,28 @@ def test_parametrize_escapes_literal_variables_and_refuses_a_client_value_in_a_k
     template["Resources"]["R"]["Properties"]["Tags"] = {"vendproto00001": "x"}
     with pytest.raises(LayoutError, match="a client value in a key"):
         parametrize(json.dumps(template), sentinels, own_region="region0", home_region="region0", kind="regional")
+
+
+def test_a_baseline_change_updates_stack_sets_in_place(built: tuple[Path, Layout, Path], tmp_path: Path) -> None:
+    """New defaults (another GuardDuty frequency, other budget thresholds, three log
+    shards) change templates, never which stack set a client's stack is in."""
+    _, layout, overrides = built
+    defaults = (REPO / "baseline" / "defaults.yaml").read_text()
+    assert "finding_publishing_frequency: SIX_HOURS" in defaults and "shards: 1" in defaults
+    changed = (
+        defaults.replace("finding_publishing_frequency: SIX_HOURS", "finding_publishing_frequency: FIFTEEN_MINUTES")
+        .replace("budget_thresholds_pct: [80, 100]", "budget_thresholds_pct: [75, 90, 100]")
+        .replace("shards: 1", "shards: 3")
+    )
+    assert changed.count("FIFTEEN_MINUTES") == 1 and "[75, 90, 100]" in changed
+    (tmp_path / "defaults.yaml").write_text(changed)
+    portfolio, problems = load_portfolio(overrides, defaults_file=tmp_path / "defaults.yaml")
+    assert portfolio is not None, problems
+    build_assembly(portfolio, overrides, tmp_path / "cdk.out", cache_dir=tmp_path / "cache")
+    after = read_layout(tmp_path / "cdk.out")
+    assert {(i.client, i.stack_set, i.regions) for i in after.instances} == {
+        (i.client, i.stack_set, i.regions) for i in layout.instances
+    }
+    assert after.templates != layout.templates
+    buckets = {i.client: i.parameters.get("LogBucket") for i in after.instances if "LogBucket" in i.parameters}
+    assert buckets["twin-one"] != buckets["twin-two"], buckets  # other shards, one stack set
