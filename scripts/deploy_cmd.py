@@ -186,7 +186,8 @@ def add_deploy_arguments(s: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no-lock",
         action="store_true",
-        help="do not take the deploy lock (s3://<central bucket>/vend/deploy.lock); for one-off recovery only",
+        help="do not take the deploy lock (s3://vend-deploy-<account>-<region>/locks/deploy.lock, with the "
+        "log-archive account and region); for one-off recovery only",
     )
     g.add_argument(
         "--lock-stale-after",

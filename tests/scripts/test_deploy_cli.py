@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from scripts import lock
+from scripts.aws import vend_bucket_name
 from scripts.cli import main
 from scripts.emulator.server import Emulator
 from scripts.synth import synthesize
@@ -330,3 +332,18 @@ def test_the_plan_exits_1_for_a_stack_only_an_operator_can_unblock(
 
     assert run.code == 1
     assert json.loads(run.out)["summary"]["stacks"]["blocked"] == 1
+
+
+def test_no_lock_help_names_the_lock_vend_really_takes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # argparse breaks lines at hyphens
+    with pytest.raises(SystemExit):
+        main(["deploy", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+
+    where = f"s3://{vend_bucket_name('<account>', '<region>')}/{lock.LOCK_KEY}"
+    assert f"do not take the deploy lock ({where}," in text
+    # ... where the tests above find the lock of a real run
+    assert (vend_bucket_name(LOG_ARCHIVE, "us-east-1"), lock.LOCK_KEY) == (LOCK_BUCKET, LOCK_KEY)
+    assert "exits 1 when a stack is blocked" in text
