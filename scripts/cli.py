@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from baseline.portfolio import Portfolio, load_portfolio, render_schema
@@ -198,14 +198,21 @@ def cmd_drift(args: argparse.Namespace) -> int:
 DRIFT_FORMATS = ("table", "json", "markdown", "html")
 
 
-def report_target(value: str) -> tuple[str, Path]:
-    """``--write FORMAT=PATH`` (e.g. ``json=drift.json``)."""
-    fmt, sep, path = value.partition("=")
-    if not sep or fmt not in DRIFT_FORMATS or not path:
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: write FORMAT=PATH with FORMAT one of {', '.join(DRIFT_FORMATS)}, e.g. json=drift.json"
-        )
-    return fmt, Path(path)
+DIFF_FORMATS = ("text", "markdown", "json")
+
+
+def report_target(formats: Sequence[str], example: str) -> Callable[[str], tuple[str, Path]]:
+    """The type of ``--write FORMAT=PATH`` (e.g. ``json=drift.json``) for a command's formats."""
+
+    def parse(value: str) -> tuple[str, Path]:
+        fmt, sep, path = value.partition("=")
+        if not sep or fmt not in formats or not path:
+            raise argparse.ArgumentTypeError(
+                f"{value!r}: write FORMAT=PATH with FORMAT one of {', '.join(formats)}, e.g. {example}"
+            )
+        return fmt, Path(path)
+
+    return parse
 
 
 def _load_despite_expired_exceptions(overrides: Path, consequence: str) -> Portfolio | None:
@@ -409,7 +416,7 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--format", choices=DRIFT_FORMATS, default="table", help="format of stdout")
             s.add_argument(
                 "--write",
-                type=report_target,
+                type=report_target(DRIFT_FORMATS, "json=drift.json"),
                 action="append",
                 default=[],
                 metavar="FORMAT=PATH",
@@ -467,7 +474,7 @@ def parser() -> argparse.ArgumentParser:
 def cmd_diff(args: argparse.Namespace) -> int:
     from scripts.diff import main_diff
 
-    return main_diff(args.project, args.overrides, args.base, args.format, args.exit_zero)
+    return main_diff(args.project, args.overrides, args.base, args.format, args.exit_zero, args.write)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -513,7 +520,15 @@ def _review_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], c
         "diff", parents=[common], help="what the working tree changes in client accounts, compared with a git ref"
     )
     s.add_argument("--base", help="git ref to compare with (default: the merge base of HEAD and main)")
-    s.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    s.add_argument("--format", choices=DIFF_FORMATS, default="text", help="format of stdout")
+    s.add_argument(
+        "--write",
+        type=report_target(DIFF_FORMATS, "json=diff.json"),
+        action="append",
+        default=[],
+        metavar="FORMAT=PATH",
+        help="also write the same diff in FORMAT to PATH (repeatable), e.g. --write json=diff.json",
+    )
     s.add_argument("--exit-zero", action="store_true", help="exit 0 even when something changes (default: 1)")
     s.add_argument("--project", type=Path, default=Path("."), help="project folder with app.py (default: .)")
     s.set_defaults(func=cmd_diff)

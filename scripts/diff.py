@@ -4,8 +4,11 @@
    ``git archive`` into a temporary folder; the head side is the working tree as it is.
 2. The clients a change affects come from the changed files: a client's own override file,
    a profile it uses (on either side), ``defaults.yaml``, or the baseline code (every client).
-3. Only those clients are synthesized, on both sides, in parallel (``python app.py`` with
-   ``VEND_CLIENT=a,b``), plus the MSP-side stack that always covers the whole portfolio.
+3. Only those clients are synthesized, on both sides, in parallel, plus the MSP-side stack
+   that always covers the whole portfolio. Each side synthesizes the way `vend synth` and
+   `vend deploy` do: with its own checkout's ``scripts.synth.synthesize`` (client shapes,
+   prototypes, rendering), so the diff shows what a deploy of that side deploys. A checkout
+   from before shape synthesis has no ``synthesize``: its ``app.py`` is run instead.
 4. Templates are compared resource by resource: added, removed, modified, or **replaced**
    (a change to a create-only property, :mod:`scripts.cfnspec`). IAM, trust policy,
    permission boundary, KMS and bucket-policy changes are flagged and listed first.
@@ -16,6 +19,7 @@ This module never imports aws_cdk (synthesis runs in child processes).
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import os
@@ -37,15 +41,18 @@ import yaml
 from baseline.portfolio import load_portfolio
 from scripts.assembly import AssemblyError, StackArtifact, read_assembly
 from scripts.cfnspec import replacing_path
-from scripts.synth import node_path_env
+from scripts.synth import CODE_FILES as TEMPLATE_CODE
+from scripts.synth import default_cache_dir, node_path_env
 
 CLIENT_TAG = "vend:client"
 MSP_SIDE = "(MSP side)"
 DEFAULT_BASE_BRANCHES = ("main", "origin/main")
 
-# Files whose change affects every client: the code that turns a config into templates.
-CODE_FILES = ("app.py", "cdk.json")
-CODE_DIRS = ("baseline/", "stacks/")
+# Files whose change affects every client: the code that turns a config into templates, as
+# the synthesis cache counts it (scripts.synth.CODE_FILES: app.py, cdk.json, baseline/, stacks/
+# and the scripts that render templates from client shapes: synth.py, shapes.py, assembly.py, ...).
+CODE_FILES = tuple(name for name in TEMPLATE_CODE if Path(name).suffix)
+CODE_DIRS = tuple(f"{name}/" for name in TEMPLATE_CODE if not Path(name).suffix)
 DEFAULTS_FILE = "baseline/defaults.yaml"
 PROFILES_DIR = "baseline/profiles/"
 
@@ -227,6 +234,11 @@ def _client_profiles(overrides: Path) -> dict[str, list[str]]:
     return out
 
 
+def is_code(path: str) -> bool:
+    """True when a change to ``path`` (relative to the project) can change every client's templates."""
+    return path in CODE_FILES or (path.startswith(CODE_DIRS) and path.endswith(".py"))
+
+
 def affected_clients(
     files: Iterable[str], base: dict[str, list[str]], head: dict[str, list[str]], overrides_rel: str
 ) -> dict[str, list[str]]:
@@ -241,7 +253,7 @@ def affected_clients(
                 reasons[c].append(why)
 
     prefix = overrides_rel.rstrip("/") + "/"
-    code = [f for f in files if f in CODE_FILES or (f.startswith(CODE_DIRS) and f.endswith(".py"))]
+    code = [f for f in files if is_code(f)]
     for f in files:
         if f.startswith(prefix) and f.endswith((".yaml", ".yml")) and "/" not in f[len(prefix) :]:
             slug = Path(f).stem
@@ -262,19 +274,48 @@ def affected_clients(
 # --- synthesis --------------------------------------------------------------------------
 
 
-def synthesize_side(root: Path, overrides: Path, clients: Sequence[str], outdir: Path, *, today: str | None) -> None:
-    """Synthesize ``clients`` (plus the MSP side) of the project at ``root`` into ``outdir``."""
+# Run in the side's checkout (its folder first on sys.path): that checkout's own synthesis.
+_SYNTHESIZE = (
+    "import sys; from pathlib import Path; from scripts.synth import synthesize; "
+    "sys.exit(synthesize(Path(sys.argv[1]), Path(sys.argv[2]), client=sys.argv[3], validation=False, quiet=True))"
+)
+
+
+def has_synthesize(root: Path) -> bool:
+    """True when the checkout at ``root`` synthesizes through ``scripts.synth.synthesize``."""
+    try:
+        return "\ndef synthesize(" in (root / "scripts" / "synth.py").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def synthesize_side(
+    root: Path,
+    overrides: Path,
+    clients: Sequence[str],
+    outdir: Path,
+    *,
+    today: str | None,
+    cache_dir: Path | None = None,
+) -> None:
+    """Synthesize ``clients`` (plus the MSP side) of the project at ``root`` into ``outdir``,
+    as `vend synth --client a,b` of that checkout does (without aws-cdk-lib's validator: the
+    diff reads templates, and the validator adds 4 s per process and nothing to read)."""
     env = node_path_env()
-    env.update(
-        CDK_OUTDIR=str(outdir),
-        VEND_OVERRIDES=str(overrides),
-        VEND_CLIENT=",".join(clients) or ",",
-        CDK_VALIDATION="false",  # the diff reads templates; the validator adds 4 s and nothing to read
-    )
+    for key in ("CDK_CONTEXT_JSON", "VEND_CLIENT", "VEND_PROTOTYPES", "VEND_OVERRIDES"):
+        env.pop(key, None)
+    env["CDK_VALIDATION"] = "false"
     if today:
         env["VEND_TODAY"] = today
-    env.pop("CDK_CONTEXT_JSON", None)
-    proc = subprocess.run([sys.executable, "app.py"], cwd=root, env=env, capture_output=True, text=True, check=False)
+    selection = ",".join(clients) or ","  # "," selects no client: only the MSP side
+    if has_synthesize(root):
+        if cache_dir is not None:  # entries are keyed by the code's hash: both sides can share one cache
+            env["VEND_CACHE_DIR"] = str(cache_dir)
+        command = [sys.executable, "-c", _SYNTHESIZE, str(overrides), str(outdir), selection]
+    else:
+        env.update(CDK_OUTDIR=str(outdir), VEND_OVERRIDES=str(overrides), VEND_CLIENT=selection)
+        command = [sys.executable, "app.py"]
+    proc = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         errors = "\n".join(line for line in proc.stderr.splitlines() if "jsii" not in line.lower())[-3000:]
         raise DiffError(f"synthesis of {root} failed (exit {proc.returncode}):\n{errors}")
@@ -655,6 +696,11 @@ def run_diff(project: Path, overrides_rel: str = "overrides", base: str | None =
     project = project.resolve()
     if not (project / "app.py").is_file():
         raise DiffError(f"{project} has no app.py: run vend diff from the project folder (or pass --project)")
+    if Path(overrides_rel).is_absolute() or Path(overrides_rel).parts[:1] == ("..",):
+        raise DiffError(
+            f"the override folder {overrides_rel} is outside the project {project}: vend diff compares the "
+            "override files git tracks in the project; pass --overrides DIR inside it (or --project)"
+        )
     sha, described = resolve_base(project, base)
     files = changed_files(project, sha)
     report = DiffReport(base_ref=described, base_sha=sha, changed_files=files)
@@ -664,6 +710,8 @@ def run_diff(project: Path, overrides_rel: str = "overrides", base: str | None =
         # An exception that has expired since REF was committed must not hide the base side.
         base_day = _git(["show", "-s", "--format=%cs", sha], project).strip()
         base_over, head_over = base_root / overrides_rel, project / overrides_rel
+        if not base_over.is_dir() and not head_over.is_dir():
+            raise DiffError(f"no override folder {overrides_rel} in the project, on either side: pass --overrides DIR")
         base_clients, head_clients = _client_profiles(base_over), _client_profiles(head_over)
         reasons = affected_clients(files, base_clients, head_clients, overrides_rel)
         if not reasons:
@@ -675,9 +723,11 @@ def run_diff(project: Path, overrides_rel: str = "overrides", base: str | None =
             (base_root, base_over, on_base, tmp / "base.out", base_day),
             (project, head_over, on_head, tmp / "head.out", None),
         ]
+        cache = _cache_dir(project)
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = [
-                pool.submit(synthesize_side, root, over, cl, out, today=day) for root, over, cl, out, day in jobs
+                pool.submit(synthesize_side, root, over, cl, out, today=day, cache_dir=cache)
+                for root, over, cl, out, day in jobs
             ]
             effective_base = _effective(base_root, base_over, base_day)
             effective_head = _effective(project, head_over, None)
@@ -701,14 +751,55 @@ def run_diff(project: Path, overrides_rel: str = "overrides", base: str | None =
     return report
 
 
+def _cache_dir(project: Path) -> Path:
+    """The synthesis cache both sides use: the project's (``.vend-cache``, or VEND_CACHE_DIR)."""
+    if os.environ.get("VEND_CACHE_DIR"):
+        return default_cache_dir()
+    return project / ".vend-cache"
+
+
 # --- rendering --------------------------------------------------------------------------
 
 _ACTION_MARK = {"added": "+", "removed": "-", "modified": "~", "replaced": "±"}
+#: GitHub refuses a comment longer than this many characters.
+GITHUB_COMMENT_LIMIT = 65_536
+#: What `--format markdown` stays under: the limit, less room for what CI adds around it.
+MARKDOWN_LIMIT = 60_000
+#: Config values longer than this are cut in text and Markdown (never exceptions: every
+#: field of a waiver is shown, reason, approver and expiry included).
+CONFIG_VALUE_LIMIT = 200
 
 
 def _short(value: Any, limit: int = 80) -> str:
     text = "(none)" if value is None else render_value(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def exception_text(entry: Any) -> str:
+    """One exception on one line, every field: control, scope, expiry, approver, reason."""
+    if not isinstance(entry, dict):
+        return render_value(entry)
+    scope = ""
+    if entry.get("regions"):
+        scope += f" in {', '.join(map(str, entry['regions']))}"
+    if entry.get("rules"):
+        scope += f" (rules {', '.join(map(str, entry['rules']))})"
+    return (
+        f"{entry.get('control')}{scope} until {entry.get('expires')}, approved by {entry.get('approver')}: "
+        f"{entry.get('reason')}"
+    )
+
+
+def config_values(change: ConfigChange) -> tuple[list[str], list[str]]:
+    """(base, head) of a config change for people: exceptions entry by entry (removed on the
+    base side, added on the head side, each in full), other values cut at CONFIG_VALUE_LIMIT."""
+    if change.field == "exceptions":
+        before = change.before if isinstance(change.before, list) else []
+        after = change.after if isinstance(change.after, list) else []
+        removed = [f"- {exception_text(e)}" for e in before if e not in after]
+        added = [f"+ {exception_text(e)}" for e in after if e not in before]
+        return removed or ["(none)"], added or ["(none)"]
+    return [_short(change.before, CONFIG_VALUE_LIMIT)], [_short(change.after, CONFIG_VALUE_LIMIT)]
 
 
 def _prop_summary(r: ResourceChange, limit: int = 4) -> list[str]:
@@ -746,7 +837,12 @@ def render_text(report: DiffReport) -> str:
         if c.note:
             lines.append(f"  note: {c.note}")
         for ch in c.config:
-            lines.append(f"  config {ch.field}: {_short(ch.before)} -> {_short(ch.after)}")
+            before, after = config_values(ch)
+            if ch.field == "exceptions":
+                lines.append(f"  config {ch.field}:")
+                lines += [f"    {x}" for x in (*before, *after) if x != "(none)"]
+            else:
+                lines.append(f"  config {ch.field}: {before[0]} -> {after[0]}")
         for s in c.stacks:
             lines += _text_stack(s)
     for s in report.msp:
@@ -771,74 +867,268 @@ def _text_stack(s: StackDiff) -> list[str]:
     return out
 
 
-def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+# --- Markdown: every value that comes from a file or a template is escaped -------------------
+
+# Line breaks (and the other controls) would end a table row or open a block: shown as ⏎ / space.
+_LINE_BREAKS = re.compile(r"\r\n|[\n\r\u0085\u2028\u2029]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Markdown's inline syntax, HTML (`<!--` would hide the rest of the comment) and table pipes.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&#!])")
 
 
-def _code(text: str) -> str:
-    return "`" + text.replace("`", "'") + "`"
+def _one_line(text: Any) -> str:
+    return _CONTROLS.sub(" ", _LINE_BREAKS.sub("⏎", str(text)).replace("\t", " "))
 
 
-def render_markdown(report: DiffReport) -> str:
-    head = f"base {_code(report.base_sha[:8])} ({_md(report.base_ref)}) → {report.head}"
+def md_text(text: Any) -> str:
+    """Plain text in Markdown (a table cell or a paragraph): one line, every character that
+    Markdown or HTML would interpret backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", _one_line(text))
+
+
+def md_code(text: Any, *, in_table: bool = True) -> str:
+    """``text`` as an inline code span: one line, a fence longer than any backtick run in it,
+    and (in a table) ``|`` escaped, which GitHub's table parser unescapes inside code too."""
+    body = _one_line(text)
+    if in_table:
+        body = body.replace("|", "\\|")
+    runs = [len(m) for m in re.findall(r"`+", body)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if runs and (body.startswith("`") or body.endswith("`")) else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def md_html(text: Any) -> str:
+    """Text inside our own HTML (``<summary>``): Markdown is not parsed there, HTML is."""
+    return html.escape(_one_line(text), quote=True)
+
+
+# Kept for callers of the old names.
+_md = md_text
+_code = md_code
+
+
+# --- Markdown: clients with identical changes are one entry --------------------------------
+
+
+@dataclass
+class ClientGroup:
+    """Clients whose changes are the same once each one's own names are abstracted
+    (``vend-<client>-`` for its stack and resource names, ``<account>`` for its account id)."""
+
+    clients: list[str]
+    diff: ClientDiff  # the first client's changes, abstracted
+
+    @property
+    def label(self) -> str:
+        return self.clients[0] if len(self.clients) == 1 else f"{len(self.clients)} clients"
+
+
+def _abstract(value: Any, subs: list[tuple[str, str]]) -> Any:
+    if isinstance(value, str):
+        for old, new in subs:
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, list):
+        return [_abstract(v, subs) for v in value]
+    if isinstance(value, dict):
+        return {_abstract(k, subs): _abstract(v, subs) for k, v in value.items()}
+    return value
+
+
+def _abstract_client(c: ClientDiff, account: str | None) -> ClientDiff:
+    subs = [(f"vend-{c.client}-", "vend-<client>-")]
+    if account:
+        subs.append((account, "<account>"))
+    data = _abstract(asdict(c), subs)
+    stacks = [
+        StackDiff(
+            **{
+                **s,
+                "client": "<client>",
+                "resources": [
+                    ResourceChange(**{**r, "properties": [PropertyChange(**p) for p in r["properties"]]})
+                    for r in s["resources"]
+                ],
+            }
+        )
+        for s in data["stacks"]
+    ]
+    config = [ConfigChange(**ch) for ch in data["config"]]
+    return ClientDiff("<client>", data["status"], data["reasons"], config, stacks, data["note"])
+
+
+def group_clients(report: DiffReport) -> list[ClientGroup]:
+    """Clients with identical changes (same status, reasons, config and resource changes), in
+    report order. A client alone in its group keeps its own names."""
+    groups: dict[str, ClientGroup] = {}
+    for c in report.clients:
+        accounts = {s.account for s in c.stacks}
+        abstract = _abstract_client(c, accounts.pop() if len(accounts) == 1 else None)
+        key = json.dumps(asdict(abstract), sort_keys=True, default=str)
+        if key in groups:
+            groups[key].clients.append(c.client)
+        else:
+            groups[key] = ClientGroup([c.client], c)
+    out = list(groups.values())
+    for g in out:
+        if len(g.clients) > 1:
+            accounts = {s.account for s in g.diff.stacks}
+            g.diff = _abstract_client(g.diff, accounts.pop() if len(accounts) == 1 else None)
+    return out
+
+
+def _names(clients: Sequence[str], limit: int | None = None) -> str:
+    shown = list(clients) if limit is None or len(clients) <= limit else list(clients[:limit])
+    more = f" and {len(clients) - len(shown)} more" if len(shown) < len(clients) else ""
+    return ", ".join(shown) + more
+
+
+def _security_rows(report: DiffReport) -> list[str]:
+    """One row per security-sensitive change, identical changes of several clients merged."""
+    rows: dict[str, list[str]] = {}
+    for s, r in report.security_changes():
+        sub = [(f"vend-{s.client}-", "vend-<client>-"), (s.account, "<account>")] if s.client != MSP_SIDE else []
+        stack, changes = _abstract(s.stack, sub), _abstract(r.policy_changes[:6], sub)
+        detail = "<br>".join(md_code(p) for p in changes) or md_text(_abstract(r.reason, sub))
+        kinds = ", ".join(SECURITY_LABEL[k] for k in r.security)
+        cell = f"| {md_code(stack)} | {md_text(r.name)} ({md_code(r.type)}) | {r.action} | {kinds} | {detail} |"
+        rows.setdefault(cell, []).append(s.client)
+    return [f"| {md_text(_names(clients, 8))} {cell}" for cell, clients in rows.items()]
+
+
+def _md_group(g: ClientGroup) -> str:
+    c = g.diff
+    who = md_html(g.clients[0]) if len(g.clients) == 1 else f"{len(g.clients)} clients: {md_html(_names(g.clients))}"
+    same = " (identical changes)" if len(g.clients) > 1 else ""
+    lines = [f"<details><summary><b>{who}</b>{same}: {_counts(c)}</summary>", ""]
+    if len(g.clients) > 1:
+        lines += ["_`<client>` and `<account>` stand for each client's slug and account id._", ""]
+    if c.note:
+        lines += [f"_{md_text(c.note)}_", ""]
+    if c.config:
+        lines += ["Effective config:", "", "| field | base | head |", "|---|---|---|"]
+        for ch in c.config:
+            before, after = config_values(ch)
+            lines.append(
+                f"| {md_text(ch.field)} | {'<br>'.join(md_code(x) for x in before)} | "
+                f"{'<br>'.join(md_code(x) for x in after)} |"
+            )
+        lines.append("")
+    for s in c.stacks:
+        lines += _md_stack(s)
+    lines += ["</details>", ""]
+    return "\n".join(lines)
+
+
+def render_markdown(report: DiffReport, *, limit: int = MARKDOWN_LIMIT) -> str:
+    """A pull-request comment: clients with identical changes as one entry, and never longer
+    than ``limit`` characters (sections that do not fit are left out, with a note saying so
+    and where the full report is)."""
+    head = f"base {md_code(report.base_sha[:8], in_table=False)} ({md_text(report.base_ref)}) → {md_text(report.head)}"
     if not report.clients:
         what = "no client is affected by the changed files" if report.changed_files else "no changes"
         return f"### vend diff: no changes to client accounts\n\n{head}: {what}.\n"
+    groups = group_clients(report)
     sec = report.security_changes()
     replaced = report.count("replaced")
     title = f"### vend diff: {len(report.clients)} client(s) affected, {_counts(report)}"
     if sec:
         title += f", ⚠️ {len(sec)} security-sensitive"
-    lines = [title, "", f"{head}. Synthesized offline, only the affected clients.", ""]
+    intro = [title, "", f"{head}. Synthesized offline, only the affected clients.", ""]
     if replaced:
-        lines += [f"> **{replaced} resource(s) will be replaced** (deleted and created again).", ""]
-    if sec:
-        lines += ["#### ⚠️ Security-sensitive changes (review first)", ""]
-        lines += ["| client | stack | resource | change | kind | detail |", "|---|---|---|---|---|---|"]
-        for s, r in sec:
-            detail = "<br>".join(_code(p) for p in r.policy_changes[:6]) or _md(r.reason)
-            kinds = ", ".join(SECURITY_LABEL[k] for k in r.security)
-            lines.append(
-                f"| {s.client} | {_code(s.stack)} | {r.name} ({_code(r.type)}) | {r.action} | {kinds} | {detail} |"
-            )
-        lines.append("")
-    lines += [
+        intro += [f"> **{replaced} resource(s) will be replaced** (deleted and created again).", ""]
+    overview = [
         "| client | why | config | stacks | added | modified | replaced | removed |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for c in report.clients:
-        lines.append(
-            f"| {c.client} ({c.status}) | {_md('; '.join(c.reasons))} | {len(c.config)} | {len(c.stacks)} | "
+    for g in groups:
+        c = g.diff
+        who = md_text(_names(g.clients)) + (f" ({len(g.clients)}, identical)" if len(g.clients) > 1 else "")
+        overview.append(
+            f"| {who} ({c.status}) | {md_text('; '.join(c.reasons))} | {len(c.config)} | {len(c.stacks)} | "
             f"{c.count('added')} | {c.count('modified')} | {c.count('replaced')} | {c.count('removed')} |"
         )
     if report.msp:
         m = report.msp
-        lines.append(
+        overview.append(
             f"| {MSP_SIDE} | whole portfolio | - | {len(m)} | {sum(s.count('added') for s in m)} | "
             f"{sum(s.count('modified') for s in m)} | {sum(s.count('replaced') for s in m)} | "
             f"{sum(s.count('removed') for s in m)} |"
         )
-    lines.append("")
-    for c in report.clients:
-        if not c.changed and not c.note:
-            continue
-        lines += [f"<details><summary><b>{c.client}</b>: {_counts(c)}</summary>", ""]
-        if c.note:
-            lines += [f"_{_md(c.note)}_", ""]
-        if c.config:
-            lines += ["Effective config:", "", "| field | base | head |", "|---|---|---|"]
-            lines += [f"| {ch.field} | {_code(_short(ch.before))} | {_code(_short(ch.after))} |" for ch in c.config]
-            lines.append("")
-        for s in c.stacks:
-            lines += _md_stack(s)
-        lines += ["</details>", ""]
+    footer = f"<sub>{len(report.changed_files)} changed file(s); {report.seconds:.1f}s</sub>"
+    # Sections in reading order; the ones after the overview are left out when they do not fit.
+    security_head = ["#### ⚠️ Security-sensitive changes (review first)", ""]
+    security_head += ["| client | stack | resource | change | kind | detail |", "|---|---|---|---|---|---|"]
+    security = _security_rows(report)
+    details = [_md_group(g) for g in groups if g.diff.changed or g.diff.note]
     if report.msp:
-        lines += [f"<details><summary><b>{MSP_SIDE}</b>: {_counts(_Agg(report.msp))}</summary>", ""]
+        msp = [f"<details><summary><b>{MSP_SIDE}</b>: {_counts(_Agg(report.msp))}</summary>", ""]
         for s in report.msp:
-            lines += _md_stack(s)
-        lines += ["</details>", ""]
-    lines.append(f"<sub>{len(report.changed_files)} changed file(s); {report.seconds:.1f}s</sub>")
-    return "\n".join(lines) + "\n"
+            msp += _md_stack(s)
+        details.append("\n".join([*msp, "</details>", ""]))
+
+    def assemble(rows: list[str], kept: list[str], overview_text: str, note: str) -> str:
+        parts = ["\n".join(intro)]
+        if rows:
+            parts.append("\n".join([*security_head, *rows, ""]))
+        parts.append(overview_text)
+        parts += kept
+        if note:
+            parts.append(note)
+        parts.append(footer)
+        return "\n".join(parts) + "\n"
+
+    overview_text = "\n".join([*overview, ""])
+    full = assemble(security, details, overview_text, "")
+    if len(full) <= limit:
+        return full
+    # Too long: keep the overview (it names every client), then as many security rows and
+    # detail sections as fit, in order; say what was left out and where the full report is.
+    note_room = 600
+    if len(assemble([], [], overview_text, "")) + note_room > limit:
+        overview_text = _compact_overview(report, groups, limit - len(assemble([], [], "", "")) - note_room)
+    used = len(assemble([], [], overview_text, "")) + note_room + len("\n".join(security_head)) + 2
+    rows: list[str] = []
+    for row in security:
+        if used + len(row) + 1 > limit:
+            break
+        rows.append(row)
+        used += len(row) + 1
+    kept: list[str] = []
+    for section in details:
+        if used + len(section) + 1 <= limit:
+            kept.append(section)
+            used += len(section) + 1
+    left_out = []
+    if len(rows) < len(security):
+        left_out.append(f"{len(security) - len(rows)} of {len(security)} security-sensitive row(s)")
+    if len(kept) < len(details):
+        left_out.append(f"{len(details) - len(kept)} of {len(details)} detail section(s)")
+    if overview_text != "\n".join([*overview, ""]):
+        left_out.append("the per-client table (clients are listed by name only)")
+    note = (
+        f"> ⚠️ **Shortened to stay under GitHub's {GITHUB_COMMENT_LIMIT:,}-character comment limit**: left out "
+        f"{'; '.join(left_out)}. The full report: `vend diff --format json` (or `--format text`) on this branch, "
+        "or the `vend-diff` artifact of this CI run.\n"
+    )
+    return assemble(rows, kept, overview_text, note)
+
+
+def _compact_overview(report: DiffReport, groups: list[ClientGroup], room: int) -> str:
+    """Every affected client by name, as one paragraph (cut with a count if even that is too long)."""
+    names = [n for g in groups for n in g.clients]
+    text = f"**Affected clients ({len(names)})**: " + md_text(", ".join(names))
+    if len(text) > room:
+        shown: list[str] = []
+        size = 60
+        for n in names:
+            if size + len(n) + 2 > room:
+                break
+            shown.append(n)
+            size += len(n) + 2
+        text = f"**Affected clients ({len(names)})**: " + md_text(_names(names, len(shown)))
+    return text + "\n"
 
 
 @dataclass
@@ -850,16 +1140,17 @@ class _Agg:
 
 
 def _md_stack(s: StackDiff) -> list[str]:
-    lines = [f"{_code(s.stack)} ({s.account}, {s.region}): stack {s.status}", ""]
+    where = f"({md_code(s.account, in_table=False)}, {md_text(s.region)})"
+    lines = [f"{md_code(s.stack, in_table=False)} {where}: stack {s.status}", ""]
     if not s.resources:
         return lines
     lines += ["| resource | type | change | detail |", "|---|---|---|---|"]
     for r in s.resources:
-        detail = "<br>".join(_code(x) for x in _prop_summary(r)) or _md(r.reason)
+        detail = "<br>".join(md_code(x) for x in _prop_summary(r)) or md_text(r.reason)
         if r.reason and _prop_summary(r):
-            detail += f"<br>_{_md(r.reason)}_"
+            detail += f"<br>_{md_text(r.reason)}_"
         action = f"**{r.action}**" if r.action in ("replaced", "removed") else r.action
-        lines.append(f"| {r.name} | {_code(r.type)} | {action} | {detail} |")
+        lines.append(f"| {md_text(r.name)} | {md_code(r.type)} | {action} | {detail} |")
     return [*lines, ""]
 
 
@@ -871,15 +1162,35 @@ def render(report: DiffReport, fmt: str) -> str:
     return render_text(report)
 
 
-def main_diff(project: Path, overrides: Path, base: str | None, fmt: str, exit_zero: bool) -> int:
-    """CLI entry: print the diff; 0 no changes, 1 changes (0 with ``exit_zero``), 2 could not diff."""
+def main_diff(
+    project: Path,
+    overrides: Path,
+    base: str | None,
+    fmt: str,
+    exit_zero: bool,
+    writes: Sequence[tuple[str, Path]] = (),
+) -> int:
+    """CLI entry: print the diff (and write it in other formats to ``writes``: one diff, many
+    reports); 0 no changes, 1 changes (0 with ``exit_zero``), 2 could not diff."""
     project = project.resolve()
-    over = overrides if overrides.is_absolute() else (Path.cwd() / overrides)
+    over = (overrides if overrides.is_absolute() else (Path.cwd() / overrides)).resolve()
+    if not over.is_relative_to(project):
+        print(
+            f"vend diff: the override folder {over} is outside the project {project}: vend diff compares the "
+            "override files git tracks in the project; pass --overrides DIR inside it (or --project)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        overrides_rel = os.path.relpath(over.resolve(), project)
-        report = run_diff(project, overrides_rel, base)
+        report = run_diff(project, os.path.relpath(over, project), base)
     except DiffError as exc:
         print(f"vend diff: {exc}", file=sys.stderr)
         return 2
     print(render(report, fmt))
+    for other, path in writes:
+        try:
+            path.write_text(render(report, other) + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(f"vend diff: cannot write the {other} report to {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     return 0 if exit_zero or not report.has_changes else 1

@@ -16,7 +16,8 @@ import pytest
 from scripts.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("app.py", "cdk.json", "baseline", "stacks", "overrides")
+# scripts/: each side synthesizes with its own checkout's scripts.synth (shapes, rendering).
+PROJECT_FILES = ("app.py", "cdk.json", "baseline", "stacks", "scripts", "overrides")
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -48,7 +49,7 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(src, repo / name)
-    (repo / ".gitignore").write_text("__pycache__/\ncdk.out/\n")
+    (repo / ".gitignore").write_text("__pycache__/\ncdk.out/\n.vend-cache/\n")
     git(repo, "init", "-q", "-b", "main")
     commit(repo, "baseline")
     return repo
@@ -141,13 +142,15 @@ def test_adding_a_region_adds_a_regional_stack(repo: Path, capsys: pytest.Captur
 def test_changing_the_boundary_affects_every_client_and_is_called_out_first(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    edit(repo / "baseline" / "boundary.py", '"iam:AddUserToGroup",', '"iam:AddUserToGroup",\n"iam:UploadSSHPublicKey",')
+    # the module that holds the boundary's statements (boundary.py, or the policies it imports)
+    (source,) = [p for p in sorted((repo / "baseline").glob("*.py")) if '"iam:AddUserToGroup",' in p.read_text()]
+    edit(source, '"iam:AddUserToGroup",', '"iam:AddUserToGroup",\n"iam:UploadSSHPublicKey",')
     commit(repo, "boundary: deny service-specific credentials")
     code, report = vend_diff(capsys)
     assert code == 1
     assert [c["client"] for c in report["clients"]] == ["acme-health", "brightmart", "ledgerly"]
     for c in report["clients"]:
-        assert c["reasons"] == ["baseline code changed (baseline/boundary.py)"]
+        assert c["reasons"] == [f"baseline code changed (baseline/{source.name})"]
         assert c["config"] == []
         policy = resources(stack(c, f"vend-{c['client']}-global"))["PermissionBoundaryPolicy"]
         assert policy["action"] == "modified"
@@ -396,3 +399,219 @@ def test_replacement_agrees_with_cdk_diff(tmp_path: Path) -> None:
         json.loads(base_tpl.read_text()), json.loads((tmp_path / "head.out" / f"{name}.template.json").read_text())
     )
     assert [c.action for c in mine if c.type == "AWS::Budgets::Budget"] == ["replaced"]
+
+
+# --- synthesis like vend synth/deploy, and what counts as baseline code -----------------------
+
+
+def test_template_rendering_scripts_count_as_baseline_code() -> None:
+    from scripts.diff import affected_clients, is_code
+
+    for path in ("scripts/synth.py", "scripts/shapes.py", "scripts/assembly.py", "scripts/render.py"):
+        assert is_code(path), path
+    assert is_code("baseline/boundary.py") and is_code("stacks/client.py") and is_code("app.py")
+    assert not is_code("scripts/drift.py") and not is_code("README.md") and not is_code("tests/test_x.py")
+    clients = {"a": [], "b": ["hipaa"]}
+    reasons = affected_clients(["scripts/shapes.py", "NOTES.md"], clients, clients, "overrides")
+    assert reasons == {
+        "a": ["baseline code changed (scripts/shapes.py)"],
+        "b": ["baseline code changed (scripts/shapes.py)"],
+    }
+
+
+def test_both_sides_synthesize_through_scripts_synth(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A change to scripts/shapes.py affects every client, and each side is synthesized by its
+    own checkout's scripts.synth.synthesize: the shape cache gets one entry set per code version."""
+    edit(repo / "scripts" / "shapes.py", '"""Client *shapes*', '"""Client *shapes* (reviewed)')
+    commit(repo, "shapes: docstring")
+    code, report = vend_diff(capsys)
+    assert [c["client"] for c in report["clients"]] == ["acme-health", "brightmart", "ledgerly"]
+    assert {tuple(c["reasons"]) for c in report["clients"]} == {("baseline code changed (scripts/shapes.py)",)}
+    assert (code, {c["status"] for c in report["clients"]}) == (0, {"unchanged"})  # same templates
+    # synthesize() keys its cache by the code's hash: base and head code differ, two key folders
+    assert len(list((repo / ".vend-cache" / "synth").iterdir())) == 2
+
+
+def test_overrides_outside_the_project_is_an_error(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(repo / "overrides", outside)
+    assert main(["diff", "--overrides", str(outside)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"vend diff: the override folder {outside.resolve()} is outside the project {repo.resolve()}: vend diff "
+        "compares the override files git tracks in the project; pass --overrides DIR inside it (or --project)\n"
+    )
+    assert main(["diff", "--overrides", "no-such-folder"]) == 2
+    assert "no override folder no-such-folder in the project, on either side" in capsys.readouterr().err
+
+
+def test_write_renders_the_same_diff_in_other_formats(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(repo / "overrides" / "brightmart.yaml", "monthly_limit_usd: 800", "monthly_limit_usd: 950")
+    code = main(["diff", "--format", "markdown", "--write", f"json={tmp_path / 'd.json'}"])
+    assert code == 1
+    assert capsys.readouterr().out.startswith("### vend diff: 1 client(s) affected")
+    assert json.loads((tmp_path / "d.json").read_text())["clients"][0]["client"] == "brightmart"
+
+
+# --- Markdown: escaped, grouped, bounded ------------------------------------------------------
+
+
+def _report(**clients: Any) -> Any:
+    from scripts.diff import DiffReport
+
+    return DiffReport(base_ref="main", base_sha="0123456789abcdef", changed_files=["x"], clients=list(clients.values()))
+
+
+def _table_rows_are_whole(md: str) -> None:
+    """Every table row has as many cells as its header: nothing broke a row."""
+    import re
+
+    def cells(line: str) -> int:
+        return len(re.findall(r"(?<!\\)\|", line)) - 1
+
+    header = None
+    for line in md.splitlines():
+        if line.startswith("|"):
+            if header is None:
+                header = cells(line)
+            assert cells(line) == header, line
+        else:
+            header = None
+
+
+def test_markdown_escapes_everything_from_files_and_templates() -> None:
+    from scripts.diff import ClientDiff, ConfigChange, PropertyChange, ResourceChange, StackDiff, render_markdown
+
+    hostile = "Acme | Health\n<!-- hidden"
+    res = ResourceChange(
+        "Topic1234ABCD",
+        "AWS::SNS::Topic",
+        "modified",
+        [PropertyChange("DisplayName", "Acme Health", hostile)],
+        reason="`x` <b>y</b> [link](http://evil.example)",
+    )
+    cd = ClientDiff(
+        "acme-health",
+        "changed",
+        ["override file changed"],
+        [ConfigChange("display_name", "Acme Health", hostile)],
+        [StackDiff("vend-acme-health-global", "acme-health", "111122223333", "us-east-1", "modified", [res])],
+        note="base: 1 validation error(s), first: x.yaml:1:1: display_name: `a|b` <!--",
+    )
+    md = render_markdown(_report(a=cd))
+    # `<!--` at the start of a line opens an HTML block that hides the rest of the comment on
+    # GitHub; inside a one-line code span it is text. Outside code it is backslash-escaped.
+    assert not any(line.startswith("<!") for line in md.splitlines())
+    for line in md.splitlines():
+        for at in [i for i in range(len(line)) if line.startswith("<!--", i)]:
+            assert line[:at].count("`") % 2 == 1 or line[at - 1] == "\\", line
+    assert "<b>y</b>" not in md and "[link](" not in md  # no HTML, no link: text
+    assert "_\\`x\\` \\<b\\>y\\</b\\> \\[link\\](http://evil.example)_ |" in md
+    _table_rows_are_whole(md)
+    assert "| display\\_name | `Acme Health` | `Acme \\| Health⏎<!-- hidden` |" in md
+    assert "_base: 1 validation error(s), first: x.yaml:1:1: display\\_name: \\`a\\|b\\` \\<\\!--_" in md
+
+
+def test_markdown_code_spans_survive_backticks() -> None:
+    from scripts.diff import md_code
+
+    assert md_code("plain") == "`plain`"
+    assert md_code("a`b") == "``a`b``"
+    assert md_code("`x`") == "`` `x` ``"
+    assert md_code("a|b") == "`a\\|b`" and md_code("a|b", in_table=False) == "`a|b`"
+    assert md_code("one\ntwo\r\nthree\x00") == "`one⏎two⏎three `"
+
+
+def test_new_exception_is_shown_in_full(capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts.diff import ClientDiff, ConfigChange, render_markdown, render_text
+
+    entry = {
+        "control": "guardduty",
+        "regions": ["eu-central-1"],
+        "rules": None,
+        "reason": "the client's SOC runs its own detector in eu-central-1 under contract SEC-123-2026",
+        "approver": "security-lead@msp.example",
+        "expires": "2026-12-31",
+    }
+    cd = ClientDiff("acme-health", "changed", ["override file changed"], [ConfigChange("exceptions", [], [entry])])
+    line = (
+        "+ guardduty in eu-central-1 until 2026-12-31, approved by security-lead@msp.example: the client's SOC "
+        "runs its own detector in eu-central-1 under contract SEC-123-2026"
+    )
+    assert f"    {line}" in render_text(_report(a=cd)).splitlines()
+    assert f"| exceptions | `(none)` | `{line}` |" in render_markdown(_report(a=cd))
+
+
+def test_identical_changes_are_one_entry_and_the_size_is_capped() -> None:
+    from scripts.diff import (
+        GITHUB_COMMENT_LIMIT,
+        ClientDiff,
+        PropertyChange,
+        ResourceChange,
+        StackDiff,
+        render_markdown,
+    )
+
+    def client(i: int, statement: str = "Deny iam:UploadSSHPublicKey") -> ClientDiff:
+        slug, account = f"client-{i:03d}", f"{300000000000 + i}"
+        policy = ResourceChange(
+            "PermissionBoundaryPolicyA1B2C3D4",
+            "AWS::IAM::ManagedPolicy",
+            "modified",
+            [PropertyChange("PolicyDocument.Statement[3]", None, statement)],
+            security=["boundary"],
+            policy_changes=[f"PolicyDocument: + {statement} on arn:aws:iam::{account}:user/*"],
+        )
+        stack = StackDiff(f"vend-{slug}-global", slug, account, "us-east-1", "modified", [policy])
+        return ClientDiff(slug, "changed", ["baseline code changed (baseline/policies.py)"], [], [stack])
+
+    clients = {f"c{i}": client(i) for i in range(150)}
+    clients["odd"] = client(150, "Deny iam:CreateAccessKey")
+    md = render_markdown(_report(**clients))
+    assert len(md) < GITHUB_COMMENT_LIMIT
+    assert md.count("<details>") == 2  # 150 identical clients, and the one that differs
+    assert "150 clients: client-000, client-001" in md
+    assert "`vend-<client>-global` (`<account>`, us-east-1)" in md
+    assert "arn:aws:iam::<account>:user/*" in md
+    for i in range(151):
+        assert f"client-{i:03d}" in md
+    _table_rows_are_whole(md)
+
+    # all different: too long for one comment, shortened with a note; every client still named
+    many = {f"c{i}": client(i, f"Deny iam:Action{i} " + "x" * 400) for i in range(150)}
+    md = render_markdown(_report(**many))
+    assert len(md) < GITHUB_COMMENT_LIMIT
+    assert "Shortened to stay under GitHub's 65,536-character comment limit" in md
+    assert "`vend diff --format json`" in md and "`vend-diff` artifact" in md
+    for i in range(150):
+        assert f"client-{i:03d}" in md
+    _table_rows_are_whole(md)
+    small = render_markdown(_report(**many), limit=5000)
+    assert len(small) <= 5000 and "Affected clients (150)" in small
+
+
+def test_baseline_change_for_150_clients_fits_one_comment(
+    template_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.portfolio import write_portfolio
+
+    dest = tmp_path / "repo"
+    shutil.copytree(template_repo, dest, symlinks=True)
+    monkeypatch.chdir(dest)
+    shutil.rmtree(dest / "overrides")
+    names = write_portfolio(dest / "overrides", 150)
+    commit(dest, "150 clients")
+    git(dest, "checkout", "-q", "-b", "pr")
+    (source,) = [p for p in sorted((dest / "baseline").glob("*.py")) if '"iam:AddUserToGroup",' in p.read_text()]
+    edit(source, '"iam:AddUserToGroup",', '"iam:AddUserToGroup",\n"iam:UploadSSHPublicKey",')
+    assert main(["diff", "--format", "markdown"]) == 1
+    md = capsys.readouterr().out
+    assert len(md) < 65_536, len(md)
+    assert md.startswith("### vend diff: 150 client(s) affected")
+    assert all(name in md for name in names)
+    assert "Shortened" not in md  # grouped, it fits whole
+    _table_rows_are_whole(md)

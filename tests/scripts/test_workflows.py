@@ -43,6 +43,10 @@ def test_pull_request_validates_and_posts_the_markdown_diff() -> None:
     assert "vend diff --format markdown" in runs and "gh pr comment" in runs
     checkout = next(s for j in doc["jobs"].values() for s in j["steps"] if "checkout" in s.get("uses", ""))
     assert checkout["with"]["fetch-depth"] == 0  # the merge base must be in the clone
+    # the full diff (the comment says where it is when it had to be shortened), from the same run
+    assert "--write json=diff.json" in runs
+    upload = next(s for j in doc["jobs"].values() for s in j["steps"] if "upload-artifact" in s.get("uses", ""))
+    assert upload["with"]["name"] == "vend-diff"
 
 
 def test_deploy_uses_oidc_and_deploys_everything_on_merge() -> None:
