@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from baseline.spec import TAG_RULE_NAME, ClientBaseline, global_stack_name, regional_stack_name
 from scripts.assembly import TEMPLATE_HASH_OUTPUT, AssemblyError, StackArtifact, read_assembly
 from scripts.aws import AwsAccess
+from scripts.stackset_layout import resolve
 
 TEMPLATE = "template"
 CFN_DRIFT = "cloudformation-drift"
@@ -131,6 +132,42 @@ def _without_hash(template: Mapping[str, Any], section: str) -> Any:
     return value
 
 
+def stackset_instance(cfn: Any, baseline: ClientBaseline, stack_name: str) -> tuple[str, dict[str, Any]] | None:
+    """The stack a StackSets deploy made for ``stack_name`` (``vend deploy --engine stacksets``):
+    its name and its template with its parameters and pseudo parameters resolved."""
+    kind = "global" if stack_name == global_stack_name(baseline.client.client) else "regional"
+    prefix = f"StackSet-vend-{kind}-"
+    token: str | None = None
+    while True:
+        page = cfn.describe_stacks(**({"NextToken": token} if token else {}))
+        for stack in page.get("Stacks") or []:
+            if not str(stack.get("StackName", "")).startswith(prefix) or stack.get("StackStatus") == "DELETE_COMPLETE":
+                continue
+            params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
+            if params.get("Client") != baseline.client.client:
+                continue
+            template = _deployed_template(cfn, stack["StackId"])
+            if template is None:
+                return None
+            values: dict[str, Any] = {"AWS::Region": cfn.meta.region_name, "AWS::AccountId": baseline.client.account_id}
+            for key, value in params.items():
+                declared = (template.get("Parameters") or {}).get(key) or {}
+                values[key] = _number(value) if declared.get("Type") == "Number" else value
+            body = {k: v for k, v in resolve(template, values).items() if k not in ("Parameters", "Description")}
+            return str(stack["StackName"]), body
+        token = page.get("NextToken")
+        if not token:
+            return None
+
+
+def _number(text: Any) -> Any:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return text
+    return int(value) if value.is_integer() else value
+
+
 def template_signal(
     cfn: Any, stack_name: str, synthesized: Mapping[str, Any] | None, baseline: ClientBaseline, sig: StackSignals
 ) -> None:
@@ -144,8 +181,23 @@ def template_signal(
         sig.template_default = f"ERROR: cannot read the deployed template: {_error_text(exc)}"
         return
     if deployed is None:
-        sig.template_default = f"NOT_CHECKED: stack {stack_name} is not deployed"
-        return
+        try:
+            instance = stackset_instance(cfn, baseline, stack_name)
+        except (ClientError, BotoCoreError) as exc:
+            sig.template_default = f"ERROR: cannot look for a stack set instance: {_error_text(exc)}"
+            return
+        if instance is None:
+            sig.template_default = f"NOT_CHECKED: stack {stack_name} is not deployed"
+            return
+        # Deployed through StackSets: the stack set template with this client's parameter
+        # values filled in is what runs; compared like a stack of its own.
+        stack_name, deployed = instance
+        sig.stack_name = stack_name  # CloudFormation drift detection looks at this stack
+        pseudo = {"AWS::Region": cfn.meta.region_name, "AWS::AccountId": baseline.client.account_id}
+        synthesized = resolve(synthesized, pseudo)
+        sections: tuple[str, ...] = ("Conditions", "Mappings", "Metadata")  # the rest is the stack set's
+    else:
+        sections = ("Description", "Parameters", "Conditions", "Mappings", "Outputs", "Metadata")
     changes: dict[str, list[str]] = {}
     old = deployed.get("Resources") or {}
     new = synthesized.get("Resources") or {}
@@ -156,7 +208,7 @@ def template_signal(
         what = "added" if lid not in old else ("removed" if lid not in new else "changed")
         control = control_of(resource, baseline) or STACK_CONTROL
         changes.setdefault(control, []).append(f"{lid} {what}")
-    for section in ("Description", "Parameters", "Conditions", "Mappings", "Outputs", "Metadata"):
+    for section in sections:
         if _without_hash(deployed, section) != _without_hash(synthesized, section):
             changes.setdefault(STACK_CONTROL, []).append(f"{section} changed")
     for control, items in changes.items():
@@ -360,7 +412,7 @@ def collect(
             sig.cfn_default = f"NOT_CHECKED: {cfn_unsupported}"
         else:
             cfn_drift_signal(
-                detection_client(access, session, stack_region(baseline, region)), stack_name, baseline, sig
+                detection_client(access, session, stack_region(baseline, region)), sig.stack_name, baseline, sig
             )
         out[region] = sig
     return out
