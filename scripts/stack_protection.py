@@ -261,24 +261,44 @@ def allowed_by(patterns: Sequence[str], change: ProtectedChange) -> bool:
     return any(fnmatchcase(change.logical_id, p) or fnmatchcase(change.resource_type, p) for p in patterns)
 
 
+_UPDATE_ACTIONS = ("Update:Modify", "Update:Replace", "Update:Delete")
+
+
 def override_policy(policy: Mapping[str, Any], allowed: Sequence[ProtectedChange]) -> dict[str, Any]:
-    """The stack's policy, letting through exactly ``allowed`` (and nothing else it denied):
-    their ids leave the Deny statements' resource lists, and one Allow names them."""
-    ids = {f"{RESOURCE_PREFIX}{c.logical_id}" for c in allowed}
+    """The stack's policy, letting through exactly ``allowed`` and nothing else it denied.
+
+    An allowed resource leaves the resource list of each Deny statement naming it; the
+    actions that statement denied it, other than the allowed ones, stay denied by a Deny of
+    their own; one Allow names the allowed changes. (Wildcards, NotResource and conditions
+    are left as they are: :func:`review_change_set` checks the result.)"""
+    wanted: dict[str, set[str]] = {}
+    for c in allowed:
+        wanted.setdefault(f"{RESOURCE_PREFIX}{c.logical_id}", set()).add(c.action)
     statements: list[dict[str, Any]] = []
     for statement in policy.get("Statement") or []:
         s = dict(statement)
-        if s.get("Effect") == "Deny" and isinstance(s.get("Resource"), list):
-            s["Resource"] = [r for r in s["Resource"] if r not in ids]
-            if not s["Resource"]:
-                continue
-        statements.append(s)
+        named = [r for r in s.get("Resource") or [] if r in wanted] if isinstance(s.get("Resource"), list) else []
+        if s.get("Effect") != "Deny" or not named:
+            statements.append(s)
+            continue
+        if "NotAction" in s:
+            denied = {a for a in _UPDATE_ACTIONS if not any(fnmatchcase(a, p) for p in _as_list(s["NotAction"]))}
+        else:
+            denied = {a for a in _UPDATE_ACTIONS if any(fnmatchcase(a, p) for p in _as_list(s.get("Action")))}
+        rest = [r for r in s["Resource"] if r not in wanted]
+        if rest:
+            statements.append({**s, "Resource": rest})
+        for resource in named:
+            still = sorted(denied - wanted[resource])
+            if still:
+                kept = {k: v for k, v in s.items() if k not in ("Action", "NotAction", "Resource")}
+                statements.append({**kept, "Action": still, "Resource": [resource]})
     statements.append(
         {
             "Effect": "Allow",
             "Principal": "*",
             "Action": sorted({c.action for c in allowed}),
-            "Resource": sorted(ids),
+            "Resource": sorted(wanted),
         }
     )
     return {"Statement": statements}
