@@ -20,6 +20,7 @@ from baseline.spec import (
 )
 from stacks.client import ClientGlobalStack, ClientRegionalStack
 from stacks.log_archive import LogArchiveStack
+from stacks.stacksets_admin import STACKSETS_ADMIN_STACK_NAME, StackSetsAdminStack
 
 CLIENT_TAG = "vend:client"
 
@@ -31,6 +32,15 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | Collection[s
     selected = None if only_client is None else {only_client} if isinstance(only_client, str) else set(only_client)
     archive = build_log_archive(app, portfolio)
     Tags.of(archive).add("vend:managed-by", "vend")
+    admin = StackSetsAdminStack(
+        app,
+        STACKSETS_ADMIN_STACK_NAME,
+        msp_account=portfolio.defaults.msp.account_id,
+        env=Environment(account=portfolio.defaults.msp.account_id, region=portfolio.defaults.log_archive.region),
+        synthesizer=LegacyStackSynthesizer(),
+        description="vend MSP side: the CloudFormation StackSets administration role (vend deploy --engine stacksets)",
+    )
+    Tags.of(admin).add("vend:managed-by", "vend")
     clients = [c for c in portfolio.clients if selected is None or c.client in selected]
     build_client_stacks(app, portfolio.defaults, clients)
 

@@ -54,7 +54,7 @@ def test_full_synth_with_cloudformation_validation(tmp_path: Path) -> None:
     built-in validator on (``vend synth`` validates each shape's prototype, see test_synth)."""
     assert synthesize_direct(REPO / "overrides", tmp_path, validation=True, quiet=True) == 0
     stacks = read_assembly(tmp_path)
-    assert len(stacks) == 10
+    assert len(stacks) == 11  # the MSP side (log archive, StackSets admin role), 3 clients' 9 stacks
     for s in stacks:
         assert len(s.template_body().encode()) < 51_200, f"{s.stack_name} is too large for an inline deploy"
 
@@ -109,6 +109,9 @@ def test_compliance_packs_on_regulated_clients_and_the_msp_side(client: str, pac
 def test_cfn_lint_finds_no_error_in_any_template(tmp_path: Path) -> None:
     assert synthesize(REPO / "overrides", tmp_path, validation=False, quiet=True) == 0
     templates = sorted(tmp_path.glob("*.template.json"))
-    assert len(templates) == 10
+    assert len(templates) == 11
+    stack_sets = sorted((tmp_path / "stacksets").glob("*.template.json"))  # vend deploy --engine stacksets
+    assert stack_sets
+    templates += stack_sets
     errors = {t.name: [str(m) for m in lint_file(t) if m.rule.id.startswith("E")] for t in templates}
     assert not {k: v for k, v in errors.items() if v}, errors
