@@ -451,7 +451,7 @@ class _StackRun:
         except (ProtectionError, ClientError) as err:
             why = _client_error_text(err) if isinstance(err, ClientError) else str(err)
             done = "deployed, but its" if deployed else "unchanged, but its missing"
-            detail = f"{done} protection could not be applied: {why}; deploy again to retry"
+            detail = f"{done} protection could not be applied: {why}; retry with vend deploy --verify-protection"
             raise _Done("FAILED", detail, current["StackStatus"]) from err
         self.actions.extend(notes)
 
