@@ -41,6 +41,7 @@ from scripts.assembly import AssemblyError, StackArtifact, read_assembly
 from scripts.aws import AssumeRoleError, AwsAccess
 from scripts.deploy import deploy_stack
 from scripts.drift import CONTROLS_GLOBAL, GLOBAL, DriftReport, Finding, adopted_trail
+from scripts.stack_protection import ProtectionOptions
 from scripts.stack_signals import STACK_CONTROL, control_of, stack_region, stacks_of
 
 How = Literal["cloudformation", "api", "manual"]
@@ -199,8 +200,11 @@ class _ClientFix:
         raise _Manual(f"no {rtype} named {name} in the template of {stack_name}")
 
     # CloudFormation paths
-    def deploy(self, stack_name: str, template: Mapping[str, Any] | None = None, step: str = "") -> str:
-        """Deploy ``template`` (default: the current synthesis) to the stack; returns the outcome."""
+    def deploy(
+        self, stack_name: str, template: Mapping[str, Any] | None = None, step: str = "", allow: Sequence[str] = ()
+    ) -> str:
+        """Deploy ``template`` (default: the current synthesis) to the stack; returns the outcome.
+        ``allow``: logical ids this update may delete although the stack policy protects them."""
         art = self.artifacts.get(stack_name)
         if template is None and art is None:
             raise _Manual(f"{stack_name} is not in the cloud assembly: run `vend deploy {self.baseline.client.client}`")
@@ -211,7 +215,8 @@ class _ClientFix:
             tags = dict(art.tags) if art else self._stack_tags(stack_name)
             art = StackArtifact(stack_name, stack_name, self.account(), region, path, (), tags)
         assert art is not None
-        result = deploy_stack(self.client("cloudformation", region), art, poll_s=1.0)
+        protection = ProtectionOptions(allow=tuple(allow))
+        result = deploy_stack(self.client("cloudformation", region), art, poll_s=1.0, protection=protection)
         self._deployed.pop(stack_name, None)
         if result.outcome == "FAILED":
             raise RuntimeError(f"{stack_name}: {result.detail}")
@@ -250,7 +255,9 @@ class _ClientFix:
             without["Outputs"].pop(name)
         if not resources:
             resources[_PLACEHOLDER] = {"Type": "AWS::CloudFormation::WaitConditionHandle"}
-        self.deploy(stack_name, without, step="-without")
+        # The stack policy forbids deleting protected resources (trail, detector, roles, ...);
+        # these are already gone, which is what is being fixed: this one update may drop them.
+        self.deploy(stack_name, without, step="-without", allow=sorted(logical_ids))
         self.deploy(stack_name, None if stack_name in self.artifacts else deployed, step="-with")
 
     def logical_ids(self, stack_name: str, control: str, names: Sequence[str] | None = None) -> set[str]:

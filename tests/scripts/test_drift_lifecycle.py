@@ -20,10 +20,14 @@ import requests
 
 from baseline.portfolio import Portfolio, load_portfolio
 from baseline.spec import client_baseline
+from scripts.assembly import read_assembly
 from scripts.aws import AwsAccess
 from scripts.cli import main, run_deploy
+from scripts.deploy import RolloutOptions, StackOptions, run_rollout
+from scripts.deploy_cmd import build_targets
 from scripts.drift import drift_portfolio
 from scripts.emulator.server import Emulator
+from scripts.stack_protection import ProtectionOptions
 from scripts.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[2]
@@ -311,7 +315,16 @@ def test_an_exception_is_excepted_until_it_expires_then_checked_again(
     acme.write_text(acme.read_text() + EXCEPTION)
     waived = tmp_path / "cdk.out"
     assert synthesize(overrides, waived, validation=False, quiet=True) == 0
-    results = run_deploy(access, _load(overrides), waived, ["acme-health"], concurrency=1)
+    # The waiver takes the detector out of the stack, and its stack policy forbids deleting it:
+    # refused until an operator allows it explicitly (README "Stack protection").
+    (refused,) = [
+        r for r in run_deploy(access, _load(overrides), waived, ["acme-health"], 1) if r.name != "msp-log-archive"
+    ]
+    assert refused.outcome == "FAILED" and "--allow-protected-change GuardDuty" in refused.detail, refused.detail
+    first, targets = build_targets(_load(overrides), read_assembly(waived), ["acme-health"])
+    allow = ProtectionOptions(allow=("AWS::GuardDuty::Detector",))
+    options = RolloutOptions(concurrency=1, stack=StackOptions(protection=allow))
+    results = run_rollout(access, first=first, targets=targets, options=options).results
     assert all(r.outcome == "OK" for r in results), [(r.name, r.detail) for r in results]
 
     code, report, _ = _run_drift(capsys, emulator, overrides, waived)
