@@ -12,6 +12,7 @@ Exit codes: 0 every target OK; 1 something failed, was skipped, or the lock is h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -226,39 +227,6 @@ def load_faults(path: Path | None) -> tuple[Any, int]:
 # --------------------------------------------------------------------------- deploy
 
 
-class _Signals:
-    """SIGINT/SIGTERM during a rollout: the first stops new work, the second quits at once."""
-
-    def __init__(self, cancel: Cancel, progress: Progress, on_second: Callable[[str], None]) -> None:
-        self.cancel = cancel
-        self.progress = progress
-        self.on_second = on_second
-        self.received: str | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _Signals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.received is not None:
-            self.on_second(name)
-            return
-        self.received = name
-        self.cancel.set(f"interrupted by {name}")
-        self.progress.note(
-            f"vend: {name}: no new clients start; in-flight operations are reported as in flight "
-            "(CloudFormation finishes them); writing the report. Send it again to quit at once."
-        )
-
-
 def _lock_for(access: AwsAccess, portfolio: Portfolio, first: Target | None, args: argparse.Namespace) -> DeployLock:
     """The portfolio's deploy lock, in vend's bucket of the log-archive account (made if missing)."""
     la = portfolio.defaults.log_archive
@@ -310,61 +278,280 @@ def deploy_command(
     clients: Sequence[str],
     *,
     stream: Any = None,
+    prepare: Callable[[], int] | None = None,
 ) -> int:
-    """Plan or deploy ``clients`` from ``assembly``; print progress and the table; write reports."""
+    """Plan or deploy ``clients`` from ``assembly``; print progress and the table; write reports.
+
+    ``prepare`` (e.g. synthesizing ``assembly``) runs first; a non-zero result is returned as
+    is. For a deploy it runs under vend's signal handling: an interrupt there still exits 130
+    with a report that nothing was started.
+    """
     out = stream or sys.stdout
+    if not args.plan:
+        return _DeployRun(args, access, portfolio, clients, out).run(assembly, prepare)
+    if prepare is not None and (code := prepare()) != EXIT_OK:
+        return code
     try:
         stacks = read_assembly(assembly)
     except Exception as err:  # AssemblyError and friends: nothing was deployed
         _err(str(err))
         return EXIT_INVALID
     first, targets = build_targets(portfolio, stacks, clients)
-    stack_options = StackOptions(
+    meta = _meta(args, clients, clients[: args.canary])
+    plans = plan_targets(
+        access, first=first, targets=targets, concurrency=args.concurrency, options=_stack_options(args)
+    )
+    print(render_plan(plans, args.format, meta=meta), file=out)
+    if args.report:
+        for path in write_plan(plans, args.report, meta=meta):
+            print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK if all(p.ok for p in plans) and not blocked_stacks(plans) else EXIT_FAILED
+
+
+def _stack_options(args: argparse.Namespace) -> StackOptions:
+    return StackOptions(
         timeout_s=args.stack_timeout,
         poll_s=args.poll,
         recreate_failed=args.recreate_failed,
         only_changed=args.only_changed,
         protection=ProtectionOptions(verify=args.verify_protection, allow=tuple(args.allow_protected_change)),
     )
-    canary = [t.name for t in targets[: args.canary]]
-    meta = _meta(args, clients, canary)
-    if args.plan:
-        plans = plan_targets(access, first=first, targets=targets, concurrency=args.concurrency, options=stack_options)
-        print(render_plan(plans, args.format, meta=meta), file=out)
-        if args.report:
-            for path in write_plan(plans, args.report, meta=meta):
-                print(f"wrote {path}", file=sys.stderr)
-        return EXIT_OK if all(p.ok for p in plans) and not blocked_stacks(plans) else EXIT_FAILED
 
-    cancel = Cancel()
-    progress = Progress(len(targets) + (1 if first else 0), stream=out, mode=args.progress)
-    finished: list[TargetResult] = []
-    started: dict[str, Target] = {}
-    lock: DeployLock | None = None
-    lock_note: dict[str, Any] = {"url": None, "state": "not used" if args.no_lock else "not taken"}
 
-    def on_start(target: Target) -> None:
-        started[target.name] = target
-        progress.start(target)
+QUIT_LOCK_TIMEOUT_S = 2.0  # after a second signal: how long vend still tries to give the lock back
 
-    def on_result(result: TargetResult) -> None:
-        finished.append(result)
-        progress.result(result)
 
-    def write(report: RolloutReport, code: int) -> None:
-        if args.report:
-            data = report_data(report, meta={**meta, "lock": lock_note}, exit_code=code)
-            for path in write_reports(data, args.report):
-                print(f"wrote {path}", file=sys.stderr, flush=True)
+def _quit_now(code: int) -> NoReturn:
+    """Leave at once: worker threads may be inside AWS calls that nobody waits for."""
+    os._exit(code)
 
-    def second_signal(name: str) -> None:
-        """Quit now: whatever is known goes into the report; running clients are unknown."""
-        done = {r.name for r in finished}
+
+class _Interrupted(KeyboardInterrupt):
+    """The first signal while vend prepares (e.g. synthesizes): stop that work; nothing started."""
+
+
+_FIRST_SIGNAL = {
+    "preparing": "nothing was deployed; stopping before anything starts",
+    "deploying": "no new clients start; in-flight operations are reported as in flight (CloudFormation finishes them)",
+    "finishing": "the rollout is over; giving the deploy lock back",
+}
+
+
+class _DeployRun:
+    """One ``vend deploy`` (not ``--plan``), with what a signal handler needs for an honest report.
+
+    SIGINT and SIGTERM are vend's from the start until the report is written and the lock given
+    back, through ``phase``: preparing (synthesis, the assembly) -> deploying (the lock, the
+    rollout) -> finishing (lock release, summary, report). The first signal stops new work
+    (while preparing, at once: nothing has started); the second quits at once, and still writes
+    the report with whatever is known and tries to give the lock back (QUIT_LOCK_TIMEOUT_S).
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, access: AwsAccess, portfolio: Portfolio, clients: Sequence[str], out: Any
+    ) -> None:
+        self.args = args
+        self.access = access
+        self.portfolio = portfolio
+        self.clients = list(clients)
+        self.out = out
+        self.meta = _meta(args, clients, clients[: args.canary])
+        self.cancel = Cancel()
+        self.phase = "preparing"
+        self.received: str | None = None  # the first signal
+        self.first: Target | None = None
+        self.targets: list[Target] = []
+        self.progress: Progress | None = None
+        self.finished: list[TargetResult] = []
+        self.started: dict[str, Target] = {}
+        self.lock: DeployLock | None = None
+        self.lock_note: dict[str, Any] = {"url": None, "state": "not used" if args.no_lock else "not taken"}
+        self.report: RolloutReport | None = None
+        self.written = False
+        self._quitting = False
+        self._old_handlers: dict[int, Any] = {}
+
+    # ---- the run
+
+    def run(self, assembly: Path, prepare: Callable[[], int] | None) -> int:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        try:
+            code = self._prepare(assembly, prepare)
+            if self.phase == "preparing":
+                return self._stopped_before_start() if self.received else (code or EXIT_OK)
+            return self._deploy()
+        finally:
+            for signum, old in self._old_handlers.items():
+                signal.signal(signum, old)
+
+    def _prepare(self, assembly: Path, prepare: Callable[[], int] | None) -> int | None:
+        """Synthesis, the assembly and the targets; an exit code when the run ends here."""
+        try:
+            if prepare is not None and (code := prepare()) != EXIT_OK:
+                return code
+            try:
+                stacks = read_assembly(assembly)
+            except Exception as err:  # AssemblyError and friends: nothing was deployed
+                _err(str(err))
+                return EXIT_INVALID
+            self.first, self.targets = build_targets(self.portfolio, stacks, self.clients)
+            self.phase = "deploying"
+        except _Interrupted:
+            pass
+        return None
+
+    def _stopped_before_start(self) -> int:
+        reason = self.cancel.reason
+        _err(f"{reason} before anything was deployed; nothing was started")
+        skipped = tuple(_skipped_target(t, f"not started: {reason}") for t in self._everyone())
+        self._write(RolloutReport(skipped, f"{reason} before the rollout started", True), EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+
+    def _deploy(self) -> int:
+        args = self.args
+        self.progress = Progress(len(self._everyone()), stream=self.out, mode=args.progress)
+        before_clients: Callable[[], str | None] | None = None
+        if not args.no_lock:
+            refusal = self._take_lock()
+            if refusal and self.lock_note["state"] == "log-archive role not assumable":
+                before_clients = self._take_lock  # the MSP side fails with this same error first; no client starts
+            elif refusal:
+                self.phase = "finishing"
+                self.progress.close()
+                held = self.lock_note["state"] == "held by another run"
+                _err(refusal + ("" if held else " (--no-lock skips the lock, for recovery)"))
+                code = EXIT_INTERRUPTED if self.received else EXIT_FAILED
+                skipped = tuple(_skipped_target(t, f"not started: {refusal}") for t in self._everyone())
+                self.report = RolloutReport(skipped, refusal, self.cancel.is_set())
+                self._write(self.report, code)
+                return code
+        options = RolloutOptions(
+            concurrency=args.concurrency, canary=args.canary, max_failures=args.max_failures, stack=_stack_options(args)
+        )
+        try:
+            self.report = run_rollout(
+                self.access,
+                first=self.first,
+                targets=self.targets,
+                options=options,
+                cancel=self.cancel,
+                on_start=self._on_start,
+                on_result=self._on_result,
+                before_clients=before_clients,
+            )
+        finally:
+            self.phase = "finishing"
+            if self.lock is not None:
+                self.lock_note["released"] = self.lock.release()
+            self.progress.close()
+        code = _exit_code(self.report, self.received is not None)
+        print(summary_table(self.report), file=self.out, flush=True)
+        self._write(self.report, code)
+        return code
+
+    def _everyone(self) -> list[Target]:
+        """The targets in deploy order; before the assembly is read, the portfolio's (no stacks)."""
+        if self.first is not None or self.targets:
+            return ([self.first] if self.first else []) + self.targets
+        la = self.portfolio.defaults.log_archive
+        clients = [Target(c, self.portfolio.client(c).deploy_role_arn, None, ()) for c in self.clients]
+        return [Target(MSP_TARGET, la.deploy_role_arn, None, ()), *clients]
+
+    def _on_start(self, target: Target) -> None:
+        self.started[target.name] = target
+        if self.progress is not None:
+            self.progress.start(target)
+
+    def _on_result(self, result: TargetResult) -> None:
+        self.finished.append(result)
+        if self.progress is not None:
+            self.progress.result(result)
+
+    def _take_lock(self) -> str | None:
+        try:
+            if self.lock is None:
+                self.lock = _lock_for(self.access, self.portfolio, self.first, self.args)
+            self.lock.acquire()
+        except LockHeld as err:
+            self.lock_note["state"] = "held by another run"
+            return f"deploy lock held: {err}"
+        except AssumeRoleError as err:
+            self.lock_note["state"] = "log-archive role not assumable"
+            return f"cannot take the deploy lock: {err}"
+        except LockUnavailable as err:
+            self.lock_note["state"] = "unavailable"
+            return f"cannot take the deploy lock: {err}"
+        lock = self.lock
+        self.lock_note.update(lock.describe(), state="taken")
+        lock.start_heartbeat(lambda reason: self.cancel.set(f"lost the deploy lock: {reason}"))
+        self._say(f"deploy lock taken: {lock.url} (run {lock.run_id})")
+        if lock.took_over:
+            self._say(f"  took over a stale lock of run {lock.took_over.get('run_id')} ({lock.took_over})")
+        return None
+
+    def _write(self, report: RolloutReport, code: int) -> None:
+        paths: list[Path] = []
+        if self.args.report:
+            data = report_data(report, meta={**self.meta, "lock": self.lock_note}, exit_code=code)
+            paths = write_reports(data, self.args.report)
+        self.written = True
+        for path in paths:
+            self._say(f"wrote {path}", err=True)
+
+    # ---- signals (the handler runs in the main thread, between any two of its bytecodes)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            self._quit(name)
+            return
+        self.received = name
+        self.cancel.set(f"interrupted by {name}")
+        self._say(f"vend: {name}: {_FIRST_SIGNAL[self.phase]}; writing the report. Send it again to quit at once.")
+        if self.phase == "preparing":
+            raise _Interrupted(name)
+
+    def _quit(self, name: str) -> None:
+        """The second signal: write what is known, give the lock back (bounded), leave now."""
+        if self._quitting:
+            return
+        self._quitting = True
+        try:
+            with contextlib.suppress(Exception):
+                if self.progress is not None and self.phase != "finishing":  # closed by then
+                    self.progress.close()
+            if not self.written:
+                try:
+                    self._write(self._report_so_far(name), EXIT_INTERRUPTED)
+                except Exception as err:  # a full disk must not keep vend from quitting
+                    self._say(f"vend: could not write the report: {err}", err=True)
+            lock = self.lock
+            if lock is not None and lock.held:
+                if lock.release(timeout_s=QUIT_LOCK_TIMEOUT_S):
+                    self._say(f"vend: deploy lock released ({lock.url})", err=True)
+                else:
+                    self._say(
+                        f"vend: could not release the deploy lock {lock.url}; it goes stale "
+                        f"{lock.stale_after_s:g}s after its last renewal (or delete it once no vend deploy runs)",
+                        err=True,
+                    )
+            self._say(f"vend: {name} again: quit without waiting for in-flight calls", err=True)
+        finally:
+            _quit_now(EXIT_INTERRUPTED)
+
+    def _report_so_far(self, name: str) -> RolloutReport:
+        """The report of a run that quits now: what finished, what was running, what never started."""
+        if self.report is not None:
+            return self.report
+        twice = "twice" if name == self.received else f"then {name}"
+        done = {r.name for r in self.finished}
         rest: list[TargetResult] = []
-        for target in ([first] if first else []) + targets:
+        for target in self._everyone():
             if target.name in done:
                 continue
-            if target.name in started:
+            if target.name in self.started:
                 result = _skipped_target(
                     target,
                     f"{name} again: vend quit while this target was deploying; "
@@ -372,70 +559,17 @@ def deploy_command(
                 )
                 rest.append(TargetResult(result.name, result.account, "IN_FLIGHT", result.detail, result.stacks))
             else:
-                rest.append(_skipped_target(target, f"not started: interrupted by {name}"))
-        report = RolloutReport(tuple(finished + rest), f"interrupted by {name} twice", True)
-        progress.close()
-        write(report, EXIT_INTERRUPTED)
-        _err(f"{name} again: quit without waiting for in-flight calls")
-        os._exit(EXIT_INTERRUPTED)
+                rest.append(_skipped_target(target, f"not started: interrupted by {self.received}"))
+        return RolloutReport(tuple(self.finished + rest), f"interrupted by {self.received} {twice}", True)
 
-    def take_lock() -> str | None:
-        nonlocal lock
+    def _say(self, text: str, *, err: bool = False) -> None:
+        """Print, also from the signal handler, which may have interrupted a write to the same stream."""
+        stream = sys.stderr if err else self.out
         try:
-            if lock is None:
-                lock = _lock_for(access, portfolio, first, args)
-            lock.acquire()
-        except LockHeld as err:
-            lock_note["state"] = "held by another run"
-            return f"deploy lock held: {err}"
-        except AssumeRoleError as err:
-            lock_note["state"] = "log-archive role not assumable"
-            return f"cannot take the deploy lock: {err}"
-        except LockUnavailable as err:
-            lock_note["state"] = "unavailable"
-            return f"cannot take the deploy lock: {err}"
-        lock_note.update(lock.describe(), state="taken")
-        lock.start_heartbeat(lambda reason: cancel.set(f"lost the deploy lock: {reason}"))
-        progress.note(f"deploy lock taken: {lock.url} (run {lock.run_id})")
-        if lock.took_over:
-            progress.note(f"  took over a stale lock of run {lock.took_over.get('run_id')} ({lock.took_over})")
-        return None
-
-    before_clients: Callable[[], str | None] | None = None
-    if not args.no_lock:
-        refusal = take_lock()
-        if refusal and lock_note["state"] == "log-archive role not assumable":
-            before_clients = take_lock  # the MSP side fails with this same error first; no client starts
-        elif refusal:
-            progress.close()
-            hint = "" if lock_note["state"] == "held by another run" else " (--no-lock skips the lock, for recovery)"
-            _err(refusal + hint)
-            reason = f"not started: {refusal}"
-            everyone = ([first] if first else []) + targets
-            write(RolloutReport(tuple(_skipped_target(t, reason) for t in everyone), refusal), EXIT_FAILED)
-            return EXIT_FAILED
-
-    options = RolloutOptions(
-        concurrency=args.concurrency, canary=args.canary, max_failures=args.max_failures, stack=stack_options
-    )
-    signals = _Signals(cancel, progress, second_signal)
-    try:
-        with signals:
-            report = run_rollout(
-                access,
-                first=first,
-                targets=targets,
-                options=options,
-                cancel=cancel,
-                on_start=on_start,
-                on_result=on_result,
-                before_clients=before_clients,
-            )
-    finally:
-        if lock is not None:
-            lock.release()
-        progress.close()
-    code = _exit_code(report, signals.received is not None)
-    print(summary_table(report), file=out, flush=True)
-    write(report, code)
-    return code
+            if self.progress is not None and not err and self.phase != "finishing":
+                self.progress.note(text)
+            else:
+                print(text, file=stream, flush=True)
+        except (RuntimeError, OSError, ValueError):  # "reentrant call": write around the buffer
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.write(stream.fileno(), (text + "\n").encode())

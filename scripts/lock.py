@@ -210,17 +210,47 @@ class DeployLock:
         self._thread = threading.Thread(target=beat, name="vend-lock-heartbeat", daemon=True)
         self._thread.start()
 
-    def release(self) -> None:
-        """Stop renewing and delete the lock if it is still ours (best effort)."""
+    def release(self, *, timeout_s: float | None = None) -> bool:
+        """Stop renewing and delete the lock if it is still ours (best effort); True when this
+        run no longer holds it.
+
+        ``timeout_s`` bounds the call, for quitting at once from a signal handler, which may have
+        interrupted this very thread inside ``release``: the delete then runs in a helper thread
+        that is abandoned after that long, and does not wait long for ``_etag_lock``.
+        """
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        with self._etag_lock:
-            etag, self._etag = self._etag, None
-        if etag is None:
-            return
-        with contextlib.suppress(ClientError, BotoCoreError):
-            self.s3.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=etag)
+        if timeout_s is None:
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            self._delete_own(None)
+        else:
+            helper = threading.Thread(
+                target=self._delete_own, args=(timeout_s / 2,), name="vend-lock-release", daemon=True
+            )
+            helper.start()
+            helper.join(timeout_s)
+        return self._etag is None
+
+    def _delete_own(self, wait_s: float | None) -> None:
+        """Delete the lock object if it still has our ETag. ``wait_s``: how long to wait for a
+        renewal (or a release) in progress before going ahead without it: its thread may be
+        the one a signal handler interrupted, and never come back."""
+        got = self._etag_lock.acquire(timeout=-1 if wait_s is None else wait_s)
+        try:
+            etag = self._etag
+            if etag is None:
+                return
+            try:
+                self.s3.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=etag)
+            except ClientError as err:
+                if _code(err) not in ("NoSuchKey", "404"):
+                    return  # taken over by another run (412), or refused: not ours to delete
+            except BotoCoreError:
+                return
+            self._etag = None
+        finally:
+            if got:
+                self._etag_lock.release()
 
     def describe(self) -> dict[str, Any]:
         """For reports: where the lock is, this run's id, and whose stale lock was taken over."""

@@ -7,6 +7,8 @@ The portfolio is synthesized once; each test starts from an empty emulator.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -15,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from scripts import lock
+from baseline.portfolio import load_portfolio
+from scripts import deploy_cmd, lock
 from scripts.aws import vend_bucket_name
-from scripts.cli import main
+from scripts.cli import main, parser
 from scripts.emulator.server import Emulator
 from scripts.synth import synthesize
 from tests.scripts.kit import WRITES, access_for, calls, fake_aws_env, reset, role, stack_status
@@ -347,3 +350,166 @@ def test_no_lock_help_names_the_lock_vend_really_takes(
     # ... where the tests above find the lock of a real run
     assert (vend_bucket_name(LOG_ARCHIVE, "us-east-1"), lock.LOCK_KEY) == (LOCK_BUCKET, LOCK_KEY)
     assert "exits 1 when a stack is blocked" in text
+
+
+# --------------------------------------------------------------------------- interrupts around the rollout
+# A signal this process sends itself runs vend's handler in the main thread at once (os.kill
+# returns into it), so each one lands exactly where the test sends it. The second signal's
+# quit-at-once exit (os._exit) becomes SystemExit here.
+
+
+class QuitAtOnce(SystemExit):
+    pass
+
+
+def quit_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def quit_now(code: int) -> None:
+        raise QuitAtOnce(code)
+
+    monkeypatch.setattr(deploy_cmd, "_quit_now", quit_now)
+
+
+def send(*signals: signal.Signals) -> None:
+    for sig in signals:
+        os.kill(os.getpid(), sig)
+        time.sleep(0.05)  # interruptible: the handler has run before the next one is sent
+
+
+def signal_when_the_lock_is_deleted(monkeypatch: pytest.MonkeyPatch, *signals: signal.Signals) -> None:
+    """Send ``signals`` from inside the S3 DeleteObject of the lock's release: after the
+    rollout, before the summary and the report."""
+    real = deploy_cmd._lock_for
+    sent: list[bool] = []
+
+    def lock_for(*args: Any, **kwargs: Any) -> lock.DeployLock:
+        deploy_lock = real(*args, **kwargs)
+
+        def interrupt(**_: Any) -> None:
+            if not sent:
+                sent.append(True)
+                send(*signals)
+
+        deploy_lock.s3.meta.events.register("before-call.s3.DeleteObject", interrupt)
+        return deploy_lock
+
+    monkeypatch.setattr(deploy_cmd, "_lock_for", lock_for)
+
+
+def no_lock_object(emulator: Emulator) -> bool:
+    return "Contents" not in s3_in_log_archive(emulator).list_objects_v2(Bucket=LOCK_BUCKET, Prefix="locks/")
+
+
+def test_a_signal_while_the_lock_is_released_still_writes_the_report(
+    emulator: Emulator,
+    assembly: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    signal_when_the_lock_is_deleted(monkeypatch, signal.SIGINT)
+
+    run = deploy(emulator, assembly, tmp_path, capsys)
+
+    assert run.code == 130, run.err
+    assert "vend: SIGINT: the rollout is over; giving the deploy lock back" in run.out
+    assert "finished in" in run.out  # the summary table
+    assert run.report["run"]["exit_code"] == 130
+    assert set(run.outcomes().values()) == {"OK"}  # the rollout had finished: nothing to take back
+    assert run.report["run"]["lock"]["released"] is True
+    assert no_lock_object(emulator)
+
+
+def test_a_second_signal_while_the_lock_is_released_quits_with_the_report_and_the_lock_released(
+    emulator: Emulator,
+    assembly: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    quit_raises(monkeypatch)
+    signal_when_the_lock_is_deleted(monkeypatch, signal.SIGINT, signal.SIGINT)
+    report_dir = tmp_path / "report"
+
+    with pytest.raises(QuitAtOnce) as quit:
+        main(
+            ["deploy", "--all", "--overrides", str(REPO / "overrides"), "--assembly", str(assembly)]
+            + ["--endpoint-url", emulator.url, "--report", str(report_dir), "--progress", "plain", "--poll", "0.01"]
+        )
+    err = capsys.readouterr().err
+
+    assert quit.value.code == 130
+    assert "vend: SIGINT again: quit without waiting for in-flight calls" in err
+    assert "vend: deploy lock released" in err
+    report = json.loads((report_dir / "deploy-report.json").read_text())
+    assert report["run"]["exit_code"] == 130
+    assert {t["outcome"] for t in report["targets"]} == {"OK"}
+    assert no_lock_object(emulator)
+
+
+def test_a_signal_while_the_lock_is_taken_starts_nothing_and_reports_it(
+    emulator: Emulator,
+    assembly: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = deploy_cmd._lock_for
+
+    def interrupted_lock_for(*args: Any, **kwargs: Any) -> lock.DeployLock:
+        send(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deploy_cmd, "_lock_for", interrupted_lock_for)
+
+    run = deploy(emulator, assembly, tmp_path, capsys)
+
+    assert run.code == 130, run.err
+    assert run.report["run"]["exit_code"] == 130 and run.report["run"]["interrupted"] is True
+    for target in run.report["targets"]:
+        assert target["outcome"] == "SKIPPED"
+        assert target["detail"] == "not started: interrupted by SIGINT"
+        assert len(target["stacks"]) > 0
+    for account in (LOG_ARCHIVE, ACME, BRIGHTMART, LEDGERLY):
+        assert not WRITES & set(calls(emulator, account))
+    assert all(calls(emulator, a, "sts") == [] for a in (ACME, BRIGHTMART, LEDGERLY))
+    assert no_lock_object(emulator)
+
+
+def test_a_signal_while_preparing_stops_it_and_reports_that_nothing_started(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``prepare`` stands for the synthesis ``vend deploy`` runs without --assembly."""
+    report_dir = tmp_path / "report"
+    args = parser().parse_args(["deploy", "--all", "--report", str(report_dir), "--progress", "plain"])
+    portfolio, _ = load_portfolio(REPO / "overrides")
+    assert portfolio is not None
+
+    def synthesizing() -> int:
+        send(signal.SIGINT)
+        time.sleep(30)  # the handler cuts this short
+        return 0
+
+    start = time.monotonic()
+    code = deploy_cmd.deploy_command(
+        args,
+        access_for(emulator),
+        portfolio,
+        tmp_path / "never-written",
+        ["acme-health", "brightmart", "ledgerly"],
+        prepare=synthesizing,
+    )
+    err = capsys.readouterr().err
+
+    assert code == 130
+    assert time.monotonic() - start < 10
+    assert "vend: interrupted by SIGINT before anything was deployed; nothing was started" in err
+    report = json.loads((report_dir / "deploy-report.json").read_text())
+    assert report["run"]["exit_code"] == 130
+    assert report["run"]["stop_reason"] == "interrupted by SIGINT before the rollout started"
+    targets = {t["name"]: t for t in report["targets"]}
+    assert list(targets) == ["msp-log-archive", "acme-health", "brightmart", "ledgerly"]
+    assert targets["acme-health"]["account"] == ACME
+    assert {(t["outcome"], t["detail"]) for t in targets.values()} == {
+        ("SKIPPED", "not started: interrupted by SIGINT")
+    }
+    assert dict(emulator.injector.calls) == {}  # not one AWS call
