@@ -207,6 +207,10 @@ def test_a_stack_that_is_not_deployed_is_not_checked(baseline: ClientBaseline) -
     cfn = _cfn()
     stub = Stubber(cfn)
     stub.add_client_error("get_template", "ValidationError", f"Stack with id {STACK} does not exist")
+    # Nor through StackSets: no stack set instance of this client in the region.
+    other = {"StackName": "StackSet-vend-global-0123456789abcdef-1", "StackStatus": "CREATE_COMPLETE"}
+    other |= {"Parameters": [{"ParameterKey": "Client", "ParameterValue": "someone-else"}]}
+    stub.add_response("describe_stacks", {"Stacks": [{**other, "CreationTime": "2026-01-01T00:00:00Z"}]})
     sig = StackSignals(STACK, "global")
     with stub:
         template_signal(cfn, STACK, _template(baseline), baseline, sig)
