@@ -36,6 +36,7 @@ def build_app(app: App, portfolio: Portfolio, *, only_client: str | Collection[s
         app,
         STACKSETS_ADMIN_STACK_NAME,
         msp_account=portfolio.defaults.msp.account_id,
+        termination_protection=True,
         env=Environment(account=portfolio.defaults.msp.account_id, region=portfolio.defaults.log_archive.region),
         synthesizer=LegacyStackSynthesizer(),
         description="vend MSP side: the CloudFormation StackSets administration role (vend deploy --engine stacksets)",

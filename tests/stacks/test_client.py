@@ -36,7 +36,7 @@ def templates(stacks: dict[str, cdk.Stack]) -> dict[str, Template]:
 
 
 def test_every_client_and_region_gets_its_stacks(templates: dict[str, Template], portfolio: Portfolio) -> None:
-    expected = {"vend-msp-log-archive"}
+    expected = {"vend-msp-log-archive", "vend-msp-stacksets-admin"}
     for c in portfolio.clients:
         expected |= {f"vend-{c.client}-global"} | {f"vend-{c.client}-{r}" for r in c.regions}
     assert set(templates) == expected
@@ -142,6 +142,10 @@ def test_msp_role_trusts_only_msp_principals_with_external_id(templates: dict[st
     )
 
 
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
 def test_engagement_sets_permissions_and_never_admin(templates: dict[str, Template]) -> None:
     monitoring = templates["vend-brightmart-global"].find_resources(
         "AWS::IAM::Role", {"Properties": {"RoleName": "VendMspAccess"}}
@@ -156,8 +160,10 @@ def test_engagement_sets_permissions_and_never_admin(templates: dict[str, Templa
         "arn:aws:iam::aws:policy/job-function/ViewOnlyAccess",
     }
     assert "Policies" not in mon["Properties"]  # monitoring: read-only, nothing else
-    actions = man["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Action"]
+    statements = man["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    actions = [a for st in statements if st["Effect"] == "Allow" for a in _as_list(st["Action"])]
     assert "ssm:SendCommand" in actions and "*" not in actions
+    assert "ssm:StartSession" not in actions  # a shell on a host escapes the boundary (baseline/policies.py)
     for role in (mon, man):
         assert not any("AdministratorAccess" in arn for arn in role["Properties"]["ManagedPolicyArns"])
         assert not any(a.endswith(":*") for a in actions)
@@ -165,6 +171,8 @@ def test_engagement_sets_permissions_and_never_admin(templates: dict[str, Templa
 
 def test_every_baseline_role_has_the_boundary(templates: dict[str, Template]) -> None:
     for name, t in templates.items():
+        if name.startswith("vend-msp-"):
+            continue  # the MSP's own accounts: see test_stacksets_admin_role_can_only_reach_execution_roles
         for logical_id, role in t.find_resources("AWS::IAM::Role").items():
             assert "PermissionsBoundary" in role["Properties"], f"{name}/{logical_id} has no boundary"
 
@@ -290,7 +298,7 @@ def test_client_stacks_have_termination_protection_and_a_stack_policy(
     templates: dict[str, Template], stacks: dict[str, cdk.Stack]
 ) -> None:
     for name, t in templates.items():
-        if name == "vend-msp-log-archive":
+        if name.startswith("vend-msp-"):
             continue
         assert stacks[name].termination_protection, name
         policy = t.to_json()["Metadata"]["vend:StackPolicy"]
@@ -313,3 +321,19 @@ def test_client_stacks_need_no_bootstrap_and_have_no_custom_resources(templates:
         assert "BootstrapVersion" not in raw, name
         assert "Custom::" not in raw and "AWS::CloudFormation::CustomResource" not in raw, name
         assert "AWS::Lambda::Function" not in raw, name
+
+
+def test_stacksets_admin_role_can_only_reach_execution_roles(templates: dict[str, Template]) -> None:
+    """The StackSets administration role (MSP account): only CloudFormation, for vend's stack
+    sets of the MSP account, may assume it; it may only assume vend's execution roles."""
+    (role,) = templates["vend-msp-stacksets-admin"].find_resources("AWS::IAM::Role").values()
+    props = role["Properties"]
+    (trust,) = props["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "cloudformation.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+    assert trust["Condition"]["ArnLike"]["aws:SourceArn"].endswith(":123456789012:stackset/vend-*")
+    (policy,) = props["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "arn:aws:iam::*:role/vend-stacksets-execution"}
+    ]
+    assert "ManagedPolicyArns" not in props
