@@ -120,7 +120,8 @@ def test_every_control_is_live_in_the_client_account(
         assert status["recording"] is True
         (recorder,) = cfg.describe_configuration_recorders()["ConfigurationRecorders"]
         assert recorder["recordingGroup"]["includeGlobalResourceTypes"] is (region == c.home_region)
-        rules = {r["ConfigRuleName"] for r in cfg.describe_config_rules()["ConfigRules"]}
+        pages = cfg.get_paginator("describe_config_rules").paginate()  # the packs pass one page
+        rules = {r["ConfigRuleName"] for page in pages for r in page["ConfigRules"]}
         assert {r.name for r in spec.region(region).rules} | {"vend-required-tags"} == rules
         gd = access.client(session, "guardduty", region)
         (detector_id,) = gd.list_detectors()["DetectorIds"]
