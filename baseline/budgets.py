@@ -14,6 +14,12 @@ a change of thresholds replaces the budget under a new name. Tuned per client::
       forecast_thresholds_pct: [100]      # forecasted cost (default from defaults.yaml)
       anomaly_threshold_usd: 250          # default from defaults.yaml
       notify: [cloud-ops@acme.example, finops@msp.example]
+
+An account may have only one AWS services anomaly monitor, and newer accounts already have
+one (AWS creates it): such a client adopts it, and vend then creates only the subscription::
+
+    inherited:
+      anomaly_monitor: arn:aws:ce::111122223333:anomalymonitor/0f1e2d3c-...   # aws ce get-anomaly-monitors
 """
 
 from __future__ import annotations
@@ -96,19 +102,28 @@ class MonthlyBudget(Construct):
                 for kind, pct in notifications
             ],
         )
-        self.monitor = ce.CfnAnomalyMonitor(
-            self,
-            "AnomalyMonitor",
-            monitor_name=spec.anomaly_monitor_name,
-            monitor_type="DIMENSIONAL",
-            monitor_dimension="SERVICE",
-        )
+        # Cost Anomaly Detection allows one AWS services (DIMENSIONAL/SERVICE) monitor per
+        # account, and newer accounts come with one (AWS creates it): creating a second fails the
+        # deploy. A client whose account has one names it (inherited.anomaly_monitor) and the
+        # subscription watches that monitor; otherwise the stack creates vend's.
+        self.monitor: ce.CfnAnomalyMonitor | None = None
+        if spec.adopted_anomaly_monitor_arn:
+            monitor_arn = spec.adopted_anomaly_monitor_arn
+        else:
+            self.monitor = ce.CfnAnomalyMonitor(
+                self,
+                "AnomalyMonitor",
+                monitor_name=spec.anomaly_monitor_name,
+                monitor_type="DIMENSIONAL",
+                monitor_dimension="SERVICE",
+            )
+            monitor_arn = self.monitor.attr_monitor_arn
         self.anomaly_subscription = ce.CfnAnomalySubscription(
             self,
             "AnomalySubscription",
             subscription_name=spec.anomaly_subscription_name,
             frequency="IMMEDIATE",
-            monitor_arn_list=[self.monitor.attr_monitor_arn],
+            monitor_arn_list=[monitor_arn],
             subscribers=[ce.CfnAnomalySubscription.SubscriberProperty(type="SNS", address=topic_arn)],
             threshold_expression=json.dumps(
                 {

@@ -28,6 +28,7 @@ EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]+$"  # length 2-1224 set on the fie
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:/=+@ -]+$"  # length 1-128 set on the field
 CONFIG_RULE_NAME_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+ANOMALY_MONITOR_ARN_PATTERN = r"^arn:aws:ce::[0-9]{12}:anomalymonitor/[A-Za-z0-9-]{1,64}$"
 
 # The AWS managed rule REQUIRED_TAGS takes tag1Key..tag6Key: more keys are split over several rules.
 MAX_TAG_KEYS_PER_RULE = 6
@@ -226,6 +227,17 @@ class InheritedOverride(_Strict):
     cloudtrail: InheritedAction | None = Field(
         default=None,
         description="Existing trails: adopt (keep one as the baseline trail, check it) or replace (delete them).",
+    )
+    anomaly_monitor: str | None = Field(
+        default=None,
+        pattern=ANOMALY_MONITOR_ARN_PATTERN,
+        description=(
+            "ARN of the account's own AWS services cost monitor (Cost Anomaly Detection allows one per "
+            "account and newer accounts come with one): vend creates no monitor and attaches its alert "
+            "subscription to this one. Find it with `aws ce get-anomaly-monitors`."
+        ),
+        examples=["arn:aws:ce::111122223333:anomalymonitor/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"],
+        json_schema_extra={"x-error": "must be an anomaly monitor ARN, arn:aws:ce::<account>:anomalymonitor/<id>"},
     )
 
     def action(self, setting: str, region: str) -> InheritedAction | None:

@@ -8,6 +8,11 @@ permission boundary. Permissions follow the engagement::
 
     engagement: monitoring   # SecurityAudit + ViewOnlyAccess, read-only
     engagement: managed      # the above + a scoped operations policy, never admin
+
+The operations policy (:func:`baseline.policies.operations_policy`) sends only the AWS patch
+document, only to instances the client tagged ``vend:managed=true``, and opens no shell
+(Session Manager): a command or shell on a host acts with the host's instance profile, which
+the permission boundary does not limit.
 """
 
 from __future__ import annotations
@@ -19,32 +24,8 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from baseline._nag import acknowledge, acknowledge_in_packs
-from baseline.spec import MspRoleSpec
-
-# What the MSP's runbooks and automation do in a managed account: operate, not administer.
-OPERATIONS_ACTIONS: tuple[str, ...] = (
-    "ec2:StartInstances",
-    "ec2:StopInstances",
-    "ec2:RebootInstances",
-    "ec2:CreateSnapshot",
-    "ec2:CreateTags",
-    "ssm:SendCommand",
-    "ssm:StartSession",
-    "ssm:TerminateSession",
-    "ssm:StartAutomationExecution",
-    "ssm:GetCommandInvocation",
-    "cloudwatch:PutMetricAlarm",
-    "cloudwatch:DeleteAlarms",
-    "cloudwatch:SetAlarmState",
-    "logs:PutRetentionPolicy",
-    "backup:StartBackupJob",
-    "backup:StartRestoreJob",
-    "rds:CreateDBSnapshot",
-    "rds:RebootDBInstance",
-    "support:CreateCase",
-    "support:AddCommunicationToCase",
-    "support:DescribeCases",
-)
+from baseline.policies import operations_policy
+from baseline.spec import MANAGED_INSTANCE_TAG_KEY, MANAGED_INSTANCE_TAG_VALUE, PATCH_DOCUMENTS, MspRoleSpec
 
 
 def trust_policy(spec: MspRoleSpec) -> dict[str, Any]:
@@ -82,20 +63,7 @@ class MspRole(Construct):
         policies = []
         if spec.operations_policy_name:
             policies.append(
-                iam.CfnRole.PolicyProperty(
-                    policy_name=spec.operations_policy_name,
-                    policy_document={
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "ManagedOperations",
-                                "Effect": "Allow",
-                                "Action": list(OPERATIONS_ACTIONS),
-                                "Resource": "*",
-                            }
-                        ],
-                    },
-                )
+                iam.CfnRole.PolicyProperty(policy_name=spec.operations_policy_name, policy_document=operations_policy())
             )
         self.role = iam.CfnRole(
             self,
@@ -124,6 +92,16 @@ class MspRole(Construct):
                 "instances, snapshots and alarms, unknown when the baseline is written, and the "
                 "permission boundary denies every escalation path.",
                 findings=["Resource::*"],
+            )
+            acknowledge(
+                self.role,
+                "AwsSolutions-IAM5",
+                "ssm:SendCommand names its targets: the AWS-owned patch document by exact name in any "
+                "region the client uses, and instances, which are the client's and unknown when the baseline "
+                "is written; the statement's condition admits only instances the client tagged "
+                f"{MANAGED_INSTANCE_TAG_KEY}={MANAGED_INSTANCE_TAG_VALUE}, and the MSP role cannot set that tag.",
+                findings=[f"Resource::arn:aws:ssm:*::document/{name}" for name in PATCH_DOCUMENTS]
+                + ["Resource::arn:aws:ec2:*:*:instance/*", "Resource::arn:aws:ssm:*:*:managed-instance/*"],
             )
             acknowledge_in_packs(
                 self.role,

@@ -210,18 +210,16 @@ def _bad_paths(problems: Iterable[Problem]) -> set[str]:
     return {p.path for p in problems if p.severity == "error"}
 
 
+def _step(data: Any, part: str | int) -> Any:
+    if isinstance(part, str):
+        return data[part] if isinstance(data, dict) and part in data else _MISSING
+    return data[part] if isinstance(data, list) and 0 <= part < len(data) else _MISSING
+
+
 def _value(data: Any, path: _Path) -> Any:
     for part in path:
-        if (
-            isinstance(part, str)
-            and isinstance(data, dict)
-            and part in data
-            or isinstance(part, int)
-            and isinstance(data, list)
-            and 0 <= part < len(data)
-        ):
-            data = data[part]
-        else:
+        data = _step(data, part)
+        if data is _MISSING:
             return _MISSING
     return data
 
@@ -294,6 +292,15 @@ def _semantic_problems(doc: SourceDoc, profiles: dict[str, Profile], path: Path,
                 ("access", "deploy_role_arn"),
                 f"role is in account {role_account} but account_id is {data['account_id']}; "
                 "use the role in the client's account",
+            )
+    monitor = _value(data, ("inherited", "anomaly_monitor"))
+    if isinstance(monitor, str) and ok(("inherited", "anomaly_monitor"), ("account_id",)):
+        monitor_account = monitor.split(":")[4]
+        if monitor_account != data["account_id"]:
+            add(
+                ("inherited", "anomaly_monitor"),
+                f"monitor is in account {monitor_account} but account_id is {data['account_id']}; "
+                "adopt the client's own AWS services monitor",
             )
     for i, name in enumerate(data["profiles"] if ok(("profiles",)) else []):
         if name not in profiles:

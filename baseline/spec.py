@@ -41,6 +41,15 @@ KEY_POLICY_LIMIT_BYTES = 32 * 1024
 SECURITY_AUDIT_ARN = "arn:aws:iam::aws:policy/SecurityAudit"
 VIEW_ONLY_ARN = "arn:aws:iam::aws:policy/job-function/ViewOnlyAccess"
 CONFIG_ROLE_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AWS_ConfigRole"
+#: Every AWS managed policy a baseline role carries; the deploy role may attach only these.
+BASELINE_MANAGED_POLICY_ARNS = (SECURITY_AUDIT_ARN, VIEW_ONLY_ARN, CONFIG_ROLE_POLICY_ARN)
+#: The tag every resource of a client's stacks carries (value: the client slug).
+CLIENT_TAG = "vend:client"
+#: Instances the client tags so that they can receive the MSP's patch commands (``managed`` engagement).
+MANAGED_INSTANCE_TAG_KEY = "vend:managed"
+MANAGED_INSTANCE_TAG_VALUE = "true"
+#: The only documents the MSP role may send to instances (AWS-owned; they take no script).
+PATCH_DOCUMENTS = ("AWS-RunPatchBaseline",)
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,10 @@ class BudgetSpec:
     anomaly_monitor_name: str = ANOMALY_MONITOR_NAME
     anomaly_subscription_name: str = ANOMALY_SUBSCRIPTION_NAME
     anomaly_threshold_usd: float = 100
+    #: The account's own AWS services monitor (``inherited.anomaly_monitor``): AWS allows one
+    #: per account and newer accounts come with one, so the stack creates none and attaches
+    #: its subscription to this one.
+    adopted_anomaly_monitor_arn: str | None = None
 
     def topic_arn(self, account_id: str, region: str) -> str:
         return f"arn:aws:sns:{region}:{account_id}:{self.topic_name}"
@@ -411,6 +424,7 @@ def client_baseline(client: EffectiveClient, defaults: MspDefaults) -> ClientBas
             emails=client.budget_notify,
             forecast_thresholds_pct=client.budget_forecast_thresholds_pct,
             anomaly_threshold_usd=client.anomaly_threshold_usd,
+            adopted_anomaly_monitor_arn=client.inherited.anomaly_monitor,
         ),
         regional=regional,
         logs=logs,

@@ -173,6 +173,45 @@ def test_engagements_grant_what_they_say(acme: dict[str, Any], bright: dict[str,
         assert evaluate(create_user, **kwargs) != "Allow"  # type: ignore[arg-type]
 
 
+INSTANCE = f"arn:aws:ec2:us-east-1:{ACME}:instance/i-0abc"
+PATCH_DOC = "arn:aws:ssm:us-east-1::document/AWS-RunPatchBaseline"
+SHELL_DOC = "arn:aws:ssm:us-east-1::document/AWS-RunShellScript"
+TAGGED = {"aws:ResourceTag/vend:managed": "true", "ssm:resourceTag/vend:managed": "true"}
+
+
+def test_managed_operations_reach_hosts_only_to_patch_tagged_instances(acme: dict[str, Any]) -> None:
+    """A command or a shell on an instance acts with the instance profile's credentials, which
+    no boundary of the MSP role limits: only the AWS patch document, only on instances the
+    client tagged vend:managed=true, and no Session Manager shell at all."""
+    kwargs = {"identity": _identity(_role(acme, "VendMspAccess")), "boundary": _boundary(acme)}
+
+    def decide(action: str, resource: str, **context: Any) -> str:
+        return evaluate(Request(action, resource, principal_arn=MSP_ROLE, context=context), **kwargs)  # type: ignore[arg-type]
+
+    # SendCommand is authorized per resource: the document and every target instance.
+    assert decide("ssm:SendCommand", PATCH_DOC) == "Allow"
+    assert decide("ssm:SendCommand", INSTANCE, **TAGGED) == "Allow"
+    assert decide("ssm:SendCommand", INSTANCE, **{"aws:ResourceTag/vend:managed": "true"}) == "Allow"
+    assert decide("ssm:SendCommand", INSTANCE) != "Allow"  # untagged
+    assert decide("ssm:SendCommand", INSTANCE, **{"aws:ResourceTag/vend:managed": "false"}) != "Allow"
+    assert decide("ssm:SendCommand", SHELL_DOC) != "Allow"  # arbitrary commands as root
+    assert decide("ssm:SendCommand", f"arn:aws:ssm:us-east-1:{ACME}:document/client-doc") != "Allow"
+    assert decide("ssm:StartSession", INSTANCE, **TAGGED) != "Allow"
+    assert decide("ssm:StartSession", f"arn:aws:ssm:us-east-1:{ACME}:document/SSM-SessionManagerRunShell") != "Allow"
+    # The tag is the client's consent: the MSP role cannot set or remove it.
+    for action in ("ec2:CreateTags", "ec2:DeleteTags"):
+        assert decide(action, INSTANCE, **{"aws:TagKeys": ["vend:managed"]}) == "ExplicitDeny"
+    assert decide("ec2:CreateTags", INSTANCE, **{"aws:TagKeys": ["Owner"]}) == "Allow"  # other tags: operations
+    assert decide("ec2:CreateTags", INSTANCE, **{"aws:TagKeys": ["Owner", "vend:managed"]}) == "ExplicitDeny"
+
+
+def test_monitoring_engagement_reaches_no_host(bright: dict[str, Any]) -> None:
+    kwargs = {"identity": _identity(_role(bright, "VendMspAccess")), "boundary": _boundary(bright)}
+    for action, resource in (("ssm:SendCommand", PATCH_DOC), ("ssm:StartSession", INSTANCE)):
+        req = Request(action, resource, principal_arn=MSP_ROLE, context=TAGGED)
+        assert evaluate(req, **kwargs) != "Allow"  # type: ignore[arg-type]
+
+
 def test_config_role_cannot_escalate_either(acme: dict[str, Any]) -> None:
     role = _role(acme, "vend-config-recorder")
     boundary = _boundary(acme)
