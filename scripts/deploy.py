@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -40,8 +41,9 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from scripts.assembly import AssemblyError, StackArtifact, deployment_order
+from scripts.assembly import TEMPLATE_HASH_OUTPUT, AssemblyError, StackArtifact, deployed_hash, deployment_order
 from scripts.aws import AssumeRoleError, AwsAccess, ensure_private_bucket, vend_bucket_name
+from scripts.ledger import Ledger, fingerprint
 from scripts.stack_protection import (
     Override,
     ProtectionError,
@@ -189,6 +191,10 @@ class StackOptions:
     recreate_failed: bool = False  # delete and recreate ROLLBACK_COMPLETE stacks
     only_changed: bool = True  # skip stacks whose template, tags and parameters are deployed
     protection: ProtectionOptions = ProtectionOptions()  # scripts/stack_protection.py
+    #: What the last runs deployed (scripts/ledger.py): a client whose stacks are all as
+    #: recorded costs two calls (AssumeRole, DescribeStacks of its global stack).
+    ledger: Ledger | None = field(default=None, compare=False, repr=False)
+    refresh: bool = False  # ignore the ledger: check every stack live
 
 
 class _Done(Exception):
@@ -759,15 +765,95 @@ def stack_waves(stacks: Sequence[StackArtifact]) -> list[list[StackArtifact]]:
 
 def _open_session(access: AwsAccess, target: Target, region: str) -> tuple[Any, str]:
     """A session in the target's account (assumed role or the base credentials) and the
-    account it really acts in; raises AssumeRoleError, ClientError or BotoCoreError."""
+    account it really acts in; raises AssumeRoleError, ClientError or BotoCoreError.
+    An assumed role acts in the role's account (STS guarantees it): no extra call."""
     if target.role_arn:
         session = access.assume_role(
             target.role_arn, external_id=target.external_id, session_name=f"vend-deploy-{target.name}", region=region
         )
+        if target.role_arn.count(":") >= 5 and target.role_arn.split(":")[4].isdigit():
+            return session, target.role_arn.split(":")[4]
     else:
         session = access.base_session()
     identity = access.client(session, "sts", region).get_caller_identity()
     return session, str(identity["Account"])
+
+
+# --------------------------------------------------------------------------- the ledger
+
+LEDGER_SECTION = "direct"
+_HASH_VALUE = re.compile(r'"' + TEMPLATE_HASH_OUTPUT + r'"\s*:\s*\{[^{}]*"Value"\s*:\s*"([0-9a-f]{64})"')
+
+
+def template_hash_of(stack: StackArtifact) -> str | None:
+    """The template's own hash output (scripts/assembly.py), read without parsing the JSON."""
+    match = _HASH_VALUE.search(stack.template_body())
+    return match.group(1) if match else None
+
+
+def target_fingerprint(target: Target) -> str | None:
+    """What the ledger records for a target: every stack's place, template hash, tags and
+    protection. None when a template has no hash output (then the ledger is not used)."""
+    parts: dict[str, Any] = {}
+    for stack in target.stacks:
+        digest = template_hash_of(stack)
+        if digest is None:
+            return None
+        parts[stack.stack_name] = [stack.account, stack.region, digest, dict(stack.tags), stack.termination_protection]
+    return fingerprint(parts)
+
+
+def _as_recorded(access: AwsAccess, target: Target, options: StackOptions) -> TargetResult | None:
+    """All stacks UNCHANGED when the ledger says they are deployed as synthesized and the
+    first stack (the global one) still is: two API calls. None: deploy the usual way."""
+    if options.ledger is None or options.refresh or not options.only_changed or not target.stacks:
+        return None
+    entry = options.ledger.get(LEDGER_SECTION, target.name)
+    wanted = target_fingerprint(target)
+    if entry is None or wanted is None or entry.get("fingerprint") != wanted:
+        return None
+    first = stack_waves(target.stacks)[0][0]
+    try:
+        session, acting_in = _open_session(access, target, first.region)
+        if acting_in != first.account:
+            return None
+        cfn = access.client(session, "cloudformation", first.region)
+        found = cfn.describe_stacks(StackName=first.stack_name)["Stacks"]
+    except (AssumeRoleError, ClientError, BotoCoreError):
+        return None  # the usual way reports it properly
+    live = found[0] if found else {}
+    if (
+        live.get("StackStatus") not in UPDATABLE
+        or deployed_hash(live) != template_hash_of(first)
+        or _tags_of(live) != dict(first.tags)
+        or (first.termination_protection and not live.get("EnableTerminationProtection"))
+    ):
+        return None
+    recorded = str(entry.get("at", "an earlier run"))
+    results = [
+        StackResult(
+            s.stack_name,
+            s.account,
+            s.region,
+            "UNCHANGED",
+            "template, tags and protection as deployed"
+            if s is first
+            else f"as deployed by the run of {recorded} (deploy ledger; --refresh checks it live)",
+            0.0,
+        )
+        for s in target.stacks
+    ]
+    return _target_result(target, first.account, results)
+
+
+def _record(options: StackOptions, target: Target, result: TargetResult) -> None:
+    if options.ledger is None:
+        return
+    wanted = target_fingerprint(target)
+    if result.outcome == "OK" and wanted is not None:
+        options.ledger.record(LEDGER_SECTION, target.name, {"fingerprint": wanted, "account": result.account})
+    elif result.outcome != "OK":
+        options.ledger.forget(LEDGER_SECTION, target.name)
 
 
 def _session_error(err: Exception) -> str:
@@ -784,7 +870,10 @@ def _deploy_target(
     """Deploy one target's stacks wave by wave in its own session (thread-safe); never raises."""
     start = time.monotonic()
     try:
-        result = _deploy_target_stacks(access, target, options=options, cancel=cancel)
+        result = None if cancel.is_set() else _as_recorded(access, target, options)
+        if result is None:
+            result = _deploy_target_stacks(access, target, options=options, cancel=cancel)
+            _record(options, target, result)
     except AssemblyError as err:
         result = _skipped_target(target, str(err), outcome="FAILED")
     except Exception as err:  # one target's surprise must not stop the others

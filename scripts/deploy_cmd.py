@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -26,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from baseline.portfolio import Portfolio
 from baseline.spec import LOG_ARCHIVE_STACK_NAME
+from baseline.stacksets import ADMIN_ROLE_NAME, STACKSETS_ADMIN_STACK_NAME
 from scripts.assembly import StackArtifact, read_assembly
 from scripts.aws import AssumeRoleError, AwsAccess, ensure_private_bucket, vend_bucket_name
 from scripts.deploy import (
@@ -48,11 +50,15 @@ from scripts.deploy_report import (
     write_plan,
     write_reports,
 )
+from scripts.ledger import Ledger, LedgerError
 from scripts.lock import DEFAULT_STALE_AFTER_S, DeployLock, LockHeld, LockUnavailable
 from scripts.stack_protection import ProtectionOptions
+from scripts.stackset_layout import Layout, read_layout
+from scripts.stacksets import StackSetOptions, StackSetsEngine, StackSetsError
 
 CLIENT_TAG = "vend:client"
 MSP_TARGET = "msp-log-archive"
+ADMIN_TARGET = "msp-stacksets-admin"
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONCURRENCY = 8
 
@@ -147,6 +153,59 @@ def add_deploy_arguments(s: argparse.ArgumentParser) -> None:
         help="per stack: how long to wait for a busy stack, a change set, an execution (default 1800)",
     )
     g.add_argument("--poll", type=positive_float, default=2.0, metavar="SECONDS", help=argparse.SUPPRESS)
+    g.add_argument(
+        "--refresh",
+        action="store_true",
+        help="check every stack live instead of trusting the deploy ledger for clients whose templates did not "
+        "change (the ledger is vend's record of its last successful deploys; without this flag such a client "
+        "costs two API calls: AssumeRole and DescribeStacks of its global stack)",
+    )
+    g = s.add_argument_group("engine (see README: direct mode or StackSets)")
+    g.add_argument(
+        "--engine",
+        choices=["direct", "stacksets"],
+        default="direct",
+        help="direct (default): change sets in each client account with the client's deploy role; stacksets: "
+        "CloudFormation StackSets from the MSP account, one stack set per baseline template",
+    )
+    g.add_argument(
+        "--stacksets-region",
+        metavar="REGION",
+        help="where the stack sets live in the MSP account (default: the log-archive region)",
+    )
+    g.add_argument(
+        "--max-concurrent-percent",
+        type=positive_int,
+        default=25,
+        metavar="P",
+        help="stacksets: accounts an operation deploys to at once, in percent (default 25)",
+    )
+    g.add_argument(
+        "--failure-tolerance-percent",
+        type=non_negative_int,
+        default=10,
+        metavar="P",
+        help="stacksets: failed accounts, in percent, before an operation stops in a region (default 10)",
+    )
+    g.add_argument(
+        "--region-order",
+        type=lambda text: tuple(r.strip() for r in text.split(",") if r.strip()),
+        default=(),
+        metavar="R1,R2",
+        help="stacksets: regions first, in this order (with --region-concurrency sequential)",
+    )
+    g.add_argument(
+        "--region-concurrency",
+        choices=["parallel", "sequential"],
+        default="parallel",
+        help="stacksets: regions of an operation at once (default) or one after the other",
+    )
+    g.add_argument(
+        "--move-stacks",
+        action="store_true",
+        help="stacksets: let a client whose template changed kind (engagement, profiles, budget thresholds) move "
+        "to another stack set; its baseline resources are deleted and created again there",
+    )
     g.add_argument(
         "--plan",
         action="store_true",
@@ -308,14 +367,34 @@ def deploy_command(
     return EXIT_OK if all(p.ok for p in plans) and not blocked_stacks(plans) else EXIT_FAILED
 
 
-def _stack_options(args: argparse.Namespace) -> StackOptions:
+def _stack_options(args: argparse.Namespace, ledger: Ledger | None = None) -> StackOptions:
     return StackOptions(
         timeout_s=args.stack_timeout,
         poll_s=args.poll,
         recreate_failed=args.recreate_failed,
         only_changed=args.only_changed,
         protection=ProtectionOptions(verify=args.verify_protection, allow=tuple(args.allow_protected_change)),
+        ledger=ledger,
+        refresh=getattr(args, "refresh", False),
     )
+
+
+def _ledger_for(access: AwsAccess, portfolio: Portfolio, first: Target | None) -> tuple[Ledger | None, str]:
+    """The deploy ledger next to the lock (scripts/ledger.py), or None and why not."""
+    la = portfolio.defaults.log_archive
+    try:
+        if first is not None and first.role_arn:
+            session = access.assume_role(
+                first.role_arn, external_id=first.external_id, session_name="vend-deploy-ledger", region=la.region
+            )
+        else:
+            session = access.base_session()
+        s3 = access.client(session, "s3", la.region)
+        bucket = vend_bucket_name(la.account_id, la.region)
+        ensure_private_bucket(s3, bucket, la.region, la.account_id)
+        return Ledger(s3, bucket, owner=la.account_id).load(), ""
+    except (AssumeRoleError, ClientError, BotoCoreError, LedgerError) as err:
+        return None, f"deploy ledger not available ({err}): every stack is checked live"
 
 
 QUIT_LOCK_TIMEOUT_S = 2.0  # after a second signal: how long vend still tries to give the lock back
@@ -365,6 +444,9 @@ class _DeployRun:
         self.finished: list[TargetResult] = []
         self.started: dict[str, Target] = {}
         self.lock: DeployLock | None = None
+        self.ledger: Ledger | None = None
+        self.layout = Layout()
+        self.admin: tuple[StackArtifact, ...] = ()
         self.lock_note: dict[str, Any] = {"url": None, "state": "not used" if args.no_lock else "not taken"}
         self.report: RolloutReport | None = None
         self.written = False
@@ -393,10 +475,13 @@ class _DeployRun:
                 return code
             try:
                 stacks = read_assembly(assembly)
-            except Exception as err:  # AssemblyError and friends: nothing was deployed
+                if self.args.engine == "stacksets":
+                    self.layout = read_layout(assembly)
+            except Exception as err:  # AssemblyError, LayoutError and friends: nothing was deployed
                 _err(str(err))
                 return EXIT_INVALID
             self.first, self.targets = build_targets(self.portfolio, stacks, self.clients)
+            self.admin = tuple(s for s in stacks if s.stack_name == STACKSETS_ADMIN_STACK_NAME)
             self.phase = "deploying"
         except _Interrupted:
             pass
@@ -427,22 +512,33 @@ class _DeployRun:
                 self.report = RolloutReport(skipped, refusal, self.cancel.is_set())
                 self._write(self.report, code)
                 return code
+        if args.only_changed and not args.refresh:
+            self.ledger, why = _ledger_for(self.access, self.portfolio, self.first)
+            if why:
+                self._say(f"vend: {why}", err=True)
         options = RolloutOptions(
-            concurrency=args.concurrency, canary=args.canary, max_failures=args.max_failures, stack=_stack_options(args)
+            concurrency=args.concurrency,
+            canary=args.canary,
+            max_failures=args.max_failures,
+            stack=_stack_options(args, self.ledger),
         )
         try:
-            self.report = run_rollout(
-                self.access,
-                first=self.first,
-                targets=self.targets,
-                options=options,
-                cancel=self.cancel,
-                on_start=self._on_start,
-                on_result=self._on_result,
-                before_clients=before_clients,
-            )
+            if args.engine == "stacksets":
+                self.report = self._stacksets(options, before_clients)
+            else:
+                self.report = run_rollout(
+                    self.access,
+                    first=self.first,
+                    targets=self.targets,
+                    options=options,
+                    cancel=self.cancel,
+                    on_start=self._on_start,
+                    on_result=self._on_result,
+                    before_clients=before_clients,
+                )
         finally:
             self.phase = "finishing"
+            self._save_ledger()
             if self.lock is not None:
                 self.lock_note["released"] = self.lock.release()
             self.progress.close()
@@ -450,6 +546,73 @@ class _DeployRun:
         print(summary_table(self.report), file=self.out, flush=True)
         self._write(self.report, code)
         return code
+
+    def _stacksets(self, options: RolloutOptions, before_clients: Callable[[], str | None] | None) -> RolloutReport:
+        """The MSP side (log archive, then the StackSets admin role) as in direct mode, then
+        every client through StackSets (scripts/stacksets.py)."""
+        args = self.args
+        start = time.time()
+        admin = [Target(ADMIN_TARGET, None, None, self.admin)] if self.admin else []
+        msp = run_rollout(
+            self.access,
+            first=self.first,
+            targets=admin,
+            options=options,
+            cancel=self.cancel,
+            on_start=self._on_start,
+            on_result=self._on_result,
+            before_clients=before_clients,
+        )
+        names = [t.name for t in self.targets]
+        if not msp.ok or self.cancel.is_set():
+            reason = msp.stop_reason or self.cancel.reason or "the MSP side failed: no client was deployed"
+            skipped = [_skipped_target(t, f"not started: {reason}") for t in self.targets]
+            return RolloutReport((*msp.results, *skipped), reason, self.cancel.is_set(), start, time.time() - start)
+        msp_account = self.portfolio.defaults.msp.account_id
+        region = args.stacksets_region or self.portfolio.defaults.log_archive.region
+        engine = StackSetsEngine(
+            self.access,
+            self.layout,
+            StackSetOptions(
+                region=region,
+                admin_role_arn=f"arn:aws:iam::{msp_account}:role/{ADMIN_ROLE_NAME}",
+                max_concurrent_percentage=args.max_concurrent_percent,
+                failure_tolerance_percentage=args.failure_tolerance_percent,
+                region_order=args.region_order,
+                region_concurrency="SEQUENTIAL" if args.region_concurrency == "sequential" else "PARALLEL",
+                move_stacks=args.move_stacks,
+                refresh=args.refresh,
+                max_operations=args.concurrency,
+                poll_s=args.poll,
+                timeout_s=args.stack_timeout,
+            ),
+            ledger=self.ledger,
+            cancel=self.cancel,
+            progress=lambda text: self._say(f"  {text}"),
+        )
+        for target in self.targets:
+            self._on_start(target)
+        try:
+            results = engine.run(names)
+        except (ClientError, BotoCoreError, StackSetsError) as err:
+            detail = f"StackSets: {err}"
+            results = [_skipped_target(t, detail, outcome="FAILED") for t in self.targets]
+        for result in results:
+            self._on_result(result)
+        for note in engine.notes:
+            self._say(f"  {note}")
+        stop = f"interrupted ({self.cancel.reason})" if self.cancel.is_set() else ""
+        return RolloutReport((*msp.results, *results), stop, self.cancel.is_set(), start, time.time() - start)
+
+    def _save_ledger(self) -> None:
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.save()
+        except LedgerError as err:
+            self._say(
+                f"vend: the deploy ledger was not updated ({err}); the next run checks every stack live", err=True
+            )
 
     def _everyone(self) -> list[Target]:
         """The targets in deploy order; before the assembly is read, the portfolio's (no stacks)."""

@@ -40,13 +40,12 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from baseline.stacksets import EXECUTION_ROLE_NAME
 from scripts.aws import AwsAccess
 from scripts.deploy import THROTTLING_CODES, Cancel, StackResult, TargetResult
 from scripts.ledger import Ledger, LedgerError, fingerprint
 from scripts.stackset_layout import InstanceSpec, Layout
 
-ADMIN_ROLE_NAME = "vend-stacksets-admin"
-EXECUTION_ROLE_NAME = "vend-stacksets-execution"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 MAX_TEMPLATE_BODY_BYTES = 51_200
 LEDGER_SECTION = "stacksets"

@@ -16,10 +16,9 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from baseline._nag import acknowledge, acknowledge_in_packs
+from baseline.stacksets import ADMIN_ROLE_NAME, EXECUTION_ROLE_NAME, STACKSETS_ADMIN_STACK_NAME
 
-ADMIN_ROLE_NAME = "vend-stacksets-admin"
-EXECUTION_ROLE_NAME = "vend-stacksets-execution"
-STACKSETS_ADMIN_STACK_NAME = "vend-msp-stacksets-admin"
+__all__ = ["STACKSETS_ADMIN_STACK_NAME", "StackSetsAdminStack"]
 
 
 class StackSetsAdminStack(Stack):
