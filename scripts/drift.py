@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from baseline.exceptions import waived_rules, waiver
 from baseline.model import MspDefaults
+from baseline.policies import boundary_document, operations_policy, resolve_pseudo, statement_diff
 from baseline.portfolio import Portfolio
 from baseline.spec import ClientBaseline, ConfigRuleSpec, RegionalBaseline, client_baseline, log_shards
 from scripts import stack_signals
@@ -31,6 +32,8 @@ Status = Literal["IN_SYNC", "DRIFTED", "MISSING", "OUTDATED", "EXCEPTED", "NOT_C
 #: Every status, in the order reports list them (worst first).
 STATUSES: tuple[Status, ...] = ("DRIFTED", "MISSING", "OUTDATED", "ERROR", "NOT_CHECKED", "EXCEPTED", "IN_SYNC")
 GLOBAL = "global"
+#: The key of the boundary's content in a permission-boundary finding (the other keys are roles).
+BOUNDARY_DOCUMENT = "policy_document"
 
 CONTROLS_GLOBAL = ("cloudtrail", "msp-role", "permission-boundary", "budget")
 CONTROLS_REGIONAL = ("config-recorder", "config-delivery", "config-rules", "tag-rules", "guardduty")
@@ -49,6 +52,14 @@ REMEDIATE = {
     "tag-rules": "run `vend drift {client} --remediate` to restore the required-tags rule",
     "guardduty": "run `vend drift {client} --remediate` to re-create or re-enable the detector",
 }
+#: The boundary's content changed: not remediated, vend's deploy role may change the boundary
+#: only through CloudFormation (see scripts/onboarding.py).
+BOUNDARY_DOCUMENT_FIX = (
+    "the boundary's policy was changed outside CloudFormation: find who did it in CloudTrail "
+    "(CreatePolicyVersion, SetDefaultPolicyVersion on vend-permission-boundary); a client administrator "
+    "makes the code's version the default again (`aws iam set-default-policy-version`) and deletes the "
+    "other versions; vend's deploy role may change the boundary only through CloudFormation"
+)
 DEPLOY = "run `vend deploy {client}`: the deployed template is older than the code and overrides"
 #: Trail properties an adopted trail cannot take: the central bucket accepts only the baseline trail.
 TRAIL_DESTINATION = ("KmsKeyId", "S3BucketName", "S3KeyPrefix")
@@ -314,6 +325,40 @@ def check_trail(ctx: _Ctx) -> None:
     ctx.compare(GLOBAL, "cloudtrail", expected, actual, f"{what} {trail.get('Name', spec.name)}")
 
 
+def partition_of(region: str) -> str:
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
+def _document(raw: Any) -> dict[str, Any]:
+    """A policy document as IAM returns it: boto3 decodes it to a dict; a string is JSON."""
+    if isinstance(raw, str):
+        from urllib.parse import unquote
+
+        text = raw if raw.lstrip().startswith("{") else unquote(raw)
+        return json.loads(text)  # type: ignore[no-any-return]
+    return dict(raw or {})
+
+
+def _sids(statements: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(str(st.get("Sid", "(no Sid)")) for st in statements)
+
+
+def document_comparison(expected: Mapping[str, Any], live: Mapping[str, Any]) -> tuple[Any, Any, str | None]:
+    """(expected view, actual view, difference) of a live policy document against the code's.
+
+    In sync, both views are the statement count. Otherwise the expected view lists the
+    statements only the code has and the actual view those only the live policy has (each in
+    a canonical form), and the difference names them by Sid."""
+    missing, extra = statement_diff(expected, live)
+    if not missing and not extra:
+        count = f"{len(expected.get('Statement', []))} statements as in the code"
+        return count, count, None
+    parts = ([f"missing or changed: {_sids(missing)}"] if missing else []) + (
+        [f"not in the code: {_sids(extra)}"] if extra else []
+    )
+    return {"only in the code": missing}, {"only in the live policy": extra}, "; ".join(parts)
+
+
 def check_msp_role(ctx: _Ctx) -> None:
     spec = ctx.baseline.msp_role
     iam = ctx.client("iam", ctx.baseline.client.home_region)
@@ -348,6 +393,20 @@ def check_msp_role(ctx: _Ctx) -> None:
     attached = {p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=spec.role_name)["AttachedPolicies"]}
     inline = set(iam.list_role_policies(RoleName=spec.role_name)["PolicyNames"])
     boundary = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn", "")
+    # The content of the inline policies the code writes (a renamed or extra one shows in the names).
+    c = ctx.baseline.client
+    expected_docs: dict[str, Any] = {}
+    actual_docs: dict[str, Any] = {}
+    differences: list[str] = []
+    if spec.operations_policy_name and spec.operations_policy_name in inline:
+        name = spec.operations_policy_name
+        code = resolve_pseudo(
+            operations_policy(), account=c.account_id, partition=partition_of(c.home_region), region=c.home_region
+        )
+        live = _document(iam.get_role_policy(RoleName=spec.role_name, PolicyName=name)["PolicyDocument"])
+        expected_docs[name], actual_docs[name], difference = document_comparison(code, live)
+        if difference:
+            differences.append(f"inline policy {name}: {difference}")
     expected = {
         "trusted_principals": [f"arn:aws:iam::{spec.msp_account_id}:root"],
         "external_id": [spec.external_id],
@@ -357,6 +416,7 @@ def check_msp_role(ctx: _Ctx) -> None:
         "inline_policies": sorted([spec.operations_policy_name] if spec.operations_policy_name else []),
         "max_session_seconds": spec.max_session_seconds,
         "source_identity_required": spec.require_source_identity,
+        "inline_policy_documents": expected_docs,
     }
     actual = {
         "trusted_principals": sorted(principals),
@@ -367,8 +427,9 @@ def check_msp_role(ctx: _Ctx) -> None:
         "inline_policies": sorted(inline),
         "max_session_seconds": role.get("MaxSessionDuration"),
         "source_identity_required": bool(source_identity) and all(source_identity),
+        "inline_policy_documents": actual_docs,
     }
-    ctx.compare(GLOBAL, "msp-role", expected, actual, f"role {spec.role_name}")
+    ctx.compare(GLOBAL, "msp-role", expected, actual, "; ".join([f"role {spec.role_name}", *differences]))
 
 
 def check_boundary(ctx: _Ctx) -> None:
@@ -377,14 +438,21 @@ def check_boundary(ctx: _Ctx) -> None:
     iam = ctx.client("iam", c.home_region)
     arn = f"arn:aws:iam::{c.account_id}:policy/{spec.name}"
     try:
-        iam.get_policy(PolicyArn=arn)
+        policy = iam.get_policy(PolicyArn=arn)["Policy"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "NoSuchEntity":
             ctx.record(GLOBAL, "permission-boundary", "MISSING", {"policy": spec.name}, None, f"policy {arn} not found")
             return
         raise
-    expected = {name: spec.name for name in spec.protected_role_names}
-    actual: dict[str, Any] = {}
+    # The content: the default version (the one IAM enforces) against the code's document.
+    version = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])["PolicyVersion"]
+    code = resolve_pseudo(
+        boundary_document(spec), account=c.account_id, partition=partition_of(c.home_region), region=c.home_region
+    )
+    expected_doc, actual_doc, difference = document_comparison(code, _document(version["Document"]))
+    expected: dict[str, Any] = {name: spec.name for name in spec.protected_role_names}
+    expected[BOUNDARY_DOCUMENT] = expected_doc
+    actual: dict[str, Any] = {BOUNDARY_DOCUMENT: actual_doc}
     for name in spec.protected_role_names:
         try:
             role = iam.get_role(RoleName=name)["Role"]
@@ -394,7 +462,10 @@ def check_boundary(ctx: _Ctx) -> None:
             if exc.response["Error"]["Code"] != "NoSuchEntity":
                 raise
             actual[name] = "role missing"
-    ctx.compare(GLOBAL, "permission-boundary", expected, actual, "boundary attached to baseline roles")
+    what = "boundary attached to baseline roles"
+    if difference:
+        what += f"; default version {policy['DefaultVersionId']} of {spec.name}: {difference}"
+    ctx.compare(GLOBAL, "permission-boundary", expected, actual, what)
 
 
 def check_budget(ctx: _Ctx) -> None:
@@ -706,6 +777,11 @@ def fix_for(f: Finding) -> str:
         return f"nothing to adopt: remove `{setting}` from overrides/{c}.yaml and run `vend deploy {c}`"
     if f.detail.startswith("CloudFormation drift detection"):
         return "only CloudFormation drift detection saw this: compare the resource with its template and revert by hand"
+    if f.control == "permission-boundary" and isinstance(f.expected, dict) and BOUNDARY_DOCUMENT in f.expected:
+        also = set(f.expected) - {BOUNDARY_DOCUMENT}
+        return BOUNDARY_DOCUMENT_FIX + (
+            f"; `vend drift {c} --remediate` re-attaches the boundary to {', '.join(sorted(also))}" if also else ""
+        )
     remediate = REMEDIATE.get(f.control, "run `vend drift {client} --remediate`").format(client=c)
     elsewhere = sorted(set(TRAIL_DESTINATION) & set(f.expected or {})) if isinstance(f.expected, dict) else []
     if f.control == "cloudtrail" and f.detail.startswith("adopted trail") and elsewhere:

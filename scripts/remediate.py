@@ -40,7 +40,15 @@ from baseline.spec import ClientBaseline, RegionalBaseline, client_baseline
 from scripts.assembly import AssemblyError, StackArtifact, read_assembly
 from scripts.aws import AssumeRoleError, AwsAccess
 from scripts.deploy import deploy_stack
-from scripts.drift import CONTROLS_GLOBAL, GLOBAL, DriftReport, Finding, adopted_trail
+from scripts.drift import (
+    BOUNDARY_DOCUMENT,
+    BOUNDARY_DOCUMENT_FIX,
+    CONTROLS_GLOBAL,
+    GLOBAL,
+    DriftReport,
+    Finding,
+    adopted_trail,
+)
 from scripts.stack_protection import ProtectionOptions
 from scripts.stack_signals import STACK_CONTROL, control_of, stack_region, stacks_of
 
@@ -400,7 +408,7 @@ def _fix_msp_role(fix: _ClientFix, f: Finding) -> str:
         for arn in sorted(have - want):
             iam.detach_role_policy(RoleName=spec.role_name, PolicyArn=arn)
         done.append(f"attached {len(want - have)}, detached {len(have - want)} managed policies")
-    if "inline_policies" in diff:
+    if diff & {"inline_policies", "inline_policy_documents"}:
         want_inline = {p["PolicyName"]: p["PolicyDocument"] for p in props.get("Policies") or []}
         have_inline = set(iam.list_role_policies(RoleName=spec.role_name)["PolicyNames"])
         for name, doc in want_inline.items():
@@ -420,18 +428,26 @@ def _fix_boundary(fix: _ClientFix, f: Finding) -> str:
     spec = fix.baseline.boundary
     iam = fix.client("iam", fix.home())
     arn = f"arn:{partition_of(fix.home())}:iam::{fix.account()}:policy/{spec.name}"
+    # The other keys are roles; the content is not fixed here (the deploy role may change the
+    # boundary only through CloudFormation): it stays for a person, with what to do.
+    roles = {role: got for role, got in (f.actual or {}).items() if role != BOUNDARY_DOCUMENT}
+    content_drifted = isinstance(f.expected, dict) and BOUNDARY_DOCUMENT in f.expected
     attached = []
-    for role, got in (f.actual or {}).items():
+    for role, got in roles.items():
         if got == "role missing" or got == spec.name:
             continue
         iam.put_role_permissions_boundary(RoleName=role, PermissionsBoundary=arn)
         attached.append(role)
-    missing = [role for role, got in (f.actual or {}).items() if got == "role missing"]
+    missing = [role for role, got in roles.items() if got == "role missing"]
     done = [f"iam:PutRolePermissionsBoundary on {', '.join(attached)}"] if attached else []
     if missing:
         stack = fix.stack_of(f)
         fix.recreate(stack, {lid for role in missing for lid in _role_ids(fix, stack, role)})
         done.append(f"re-created {', '.join(missing)} through CloudFormation")
+    if content_drifted:
+        if done:
+            raise _Partial("; ".join(done), BOUNDARY_DOCUMENT_FIX)
+        raise _Manual(BOUNDARY_DOCUMENT_FIX)
     return "; ".join(done)
 
 
