@@ -35,6 +35,9 @@ MAX_TAG_KEYS_PER_RULE = 6
 MAX_REQUIRED_TAG_KEYS = 30
 # A budget notification takes at most 10 e-mail subscribers.
 MAX_BUDGET_EMAILS = 10
+# A budget takes at most 5 notifications (AWS::Budgets::Budget NotificationsWithSubscribers):
+# one per actual and one per forecast threshold, together.
+MAX_BUDGET_NOTIFICATIONS = 5
 
 AccountId = Annotated[
     str,
@@ -128,7 +131,7 @@ class BudgetOverride(_Strict):
     thresholds_pct: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(
         default=None,
         min_length=1,
-        max_length=10,
+        max_length=MAX_BUDGET_NOTIFICATIONS,
         description="Percentages of the limit that send a notification (actual cost). Default from defaults.yaml.",
         examples=[[50, 80, 100]],
     )
@@ -140,7 +143,7 @@ class BudgetOverride(_Strict):
     )
     forecast_thresholds_pct: list[ThresholdPct] | None = Field(
         default=None,
-        max_length=10,
+        max_length=MAX_BUDGET_NOTIFICATIONS,
         description="Percentages of the limit that notify when the FORECASTED month-end cost crosses them. "
         "Default from defaults.yaml.",
         examples=[[100]],
@@ -344,8 +347,12 @@ class LogArchive(_Strict):
 class ClientDefaults(_Strict):
     """Values a client gets unless its override says otherwise."""
 
-    budget_thresholds_pct: list[Annotated[int, Field(ge=1, le=1000)]] = Field(min_length=1, max_length=10)
-    budget_forecast_thresholds_pct: list[ThresholdPct] = Field(default_factory=lambda: [100], max_length=10)
+    budget_thresholds_pct: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
+        min_length=1, max_length=MAX_BUDGET_NOTIFICATIONS
+    )
+    budget_forecast_thresholds_pct: list[ThresholdPct] = Field(
+        default_factory=lambda: [100], max_length=MAX_BUDGET_NOTIFICATIONS
+    )
     budget_notify: list[Email] = Field(min_length=1, max_length=MAX_BUDGET_EMAILS)
     anomaly_threshold_usd: float = Field(default=100, gt=0, le=1_000_000)
     required_tags: list[TagKey] = Field(min_length=1, max_length=MAX_REQUIRED_TAG_KEYS)

@@ -11,6 +11,7 @@ import copy
 import difflib
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -23,9 +24,16 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 
 from baseline.exceptions import ControlException, exception_problems
-from baseline.model import ClientOverride, EffectiveClient, MspDefaults, Profile
+from baseline.model import (
+    MAX_BUDGET_NOTIFICATIONS,
+    ClientDefaults,
+    ClientOverride,
+    EffectiveClient,
+    MspDefaults,
+    Profile,
+)
 from baseline.regions import COMMERCIAL_REGIONS
-from baseline.yamlsource import Problem, SourceDoc, format_path, load_yaml
+from baseline.yamlsource import Problem, SourceDoc, format_path, load_yaml, number_trap
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = PACKAGE_DIR / "defaults.yaml"
@@ -79,14 +87,30 @@ class Portfolio:
 
 
 def override_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand directories into their ``*.yaml``/``*.yml`` files, sorted."""
+    """Expand directories into their ``*.yaml``/``*.yml`` files, sorted; a file named twice
+    (``overrides overrides/acme-health.yaml``) is read once."""
     files: list[Path] = []
+    seen: set[Path] = set()
     for p in paths:
-        if p.is_dir():
-            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
-        else:
-            files.append(p)
+        for f in sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p]:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
     return files
+
+
+def _path_problems(paths: Sequence[Path]) -> list[Problem]:
+    """A path that is missing, a folder named like a file, or a folder without override files."""
+    out = []
+    for p in paths:
+        if not p.exists():
+            out.append(Problem(str(p), 1, 1, "", "no such file or directory"))
+        elif p.is_dir() and p.suffix in (".yaml", ".yml"):
+            out.append(Problem(str(p), 1, 1, "", "is a directory, not an override file"))
+        elif p.is_dir() and not any([*p.glob("*.yaml"), *p.glob("*.yml")]):
+            out.append(Problem(str(p), 1, 1, "", "no override files (*.yaml) in this directory"))
+    return out
 
 
 def load_portfolio(
@@ -110,16 +134,23 @@ def load_portfolio(
         profile = _load_model(pf, Profile, problems)
         if profile is not None:
             profiles[pf.stem] = profile
+    if defaults is not None:
+        problems.extend(_defaults_problems(defaults_file, defaults))
     files = override_files(paths)
-    for p in paths:
-        if not p.exists():
-            problems.append(Problem(str(p), 1, 1, "", "no such file or directory"))
+    problems.extend(_path_problems(paths))
     loaded: list[tuple[SourceDoc, ClientOverride]] = []
     checked: list[tuple[SourceDoc, set[str]]] = []  # every readable file, with the paths that are wrong
     for f in files:
         default_rules = [r.name for r in defaults.config_rules] if defaults else []
         before = len(problems)
-        doc, override = _load_override(f, profiles, problems, today=today, default_rules=default_rules)
+        doc, override = _load_override(
+            f,
+            profiles,
+            problems,
+            today=today,
+            default_rules=default_rules,
+            client_defaults=defaults.client_defaults if defaults else None,
+        )
         if doc is not None and isinstance(doc.data, dict):
             checked.append((doc, _bad_paths(problems[before:])))
         if doc is not None and override is not None:
@@ -130,6 +161,29 @@ def load_portfolio(
         return None, sorted(problems)
     clients = tuple(_effective(doc.file, o, defaults, profiles) for doc, o in loaded)
     return Portfolio(defaults=defaults, profiles=profiles, clients=clients), sorted(problems)
+
+
+def _defaults_problems(defaults_file: Path, defaults: MspDefaults) -> list[Problem]:
+    """What the defaults' schema cannot say: their own budget notifications must fit."""
+    d = defaults.client_defaults
+    count = len(d.budget_thresholds_pct) + len(d.budget_forecast_thresholds_pct)
+    if count <= MAX_BUDGET_NOTIFICATIONS:
+        return []
+    doc, _ = load_yaml(defaults_file)
+    message = (
+        f"{len(d.budget_thresholds_pct)} actual and {len(d.budget_forecast_thresholds_pct)} forecast threshold(s) "
+        f"make {count} notifications of every client's budget; {_NOTIFICATION_LIMIT}: list at most "
+        f"{MAX_BUDGET_NOTIFICATIONS} in budget_thresholds_pct and budget_forecast_thresholds_pct together"
+    )
+    if doc is None:
+        return [Problem(str(defaults_file), 1, 1, "client_defaults.budget_thresholds_pct", message)]
+    return [doc.problem(("client_defaults", "budget_thresholds_pct"), message)]
+
+
+_NOTIFICATION_LIMIT = (
+    f"AWS allows at most {MAX_BUDGET_NOTIFICATIONS} notifications per budget (AWS::Budgets::Budget "
+    "NotificationsWithSubscribers)"
+)
 
 
 def _today() -> date:
@@ -170,18 +224,23 @@ def _load_override(
     *,
     today: date | None = None,
     default_rules: Sequence[str] = (),
+    client_defaults: ClientDefaults | None = None,
 ) -> tuple[SourceDoc | None, ClientOverride | None]:
     if path.suffix not in (".yaml", ".yml"):
         problems.append(Problem(str(path), 1, 1, "", "override files must end in .yaml"))
         return None, None
     doc, traps = load_yaml(path)
-    problems.extend(traps)
     if doc is None:
+        problems.extend(traps)
         return None, None
     if not isinstance(doc.data, dict):
+        problems.extend(traps)
         problems.append(Problem(doc.file, 1, 1, "", "must be a mapping of keys such as client:, account_id:"))
         return None, None
-    schema_problems = _schema_problems(doc, _json_schema(ClientOverride), {p.path for p in traps})
+    schema = _json_schema(ClientOverride)
+    traps = [_for_field(p, doc, schema) for p in traps] + _text_problems(doc)
+    problems.extend(traps)
+    schema_problems = _schema_problems(doc, schema, {p.path for p in traps})
     problems.extend(schema_problems)
     override: ClientOverride | None = None
     found = [*traps, *schema_problems]
@@ -194,7 +253,7 @@ def _load_override(
     # The semantic checks run even when other parts of the file are wrong: each one only reads
     # values that passed the schema, so every independent problem is reported in one round.
     bad = _bad_paths(found)
-    semantic = _semantic_problems(doc, profiles, path, bad)
+    semantic = _semantic_problems(doc, profiles, path, bad, client_defaults)
     semantic += _exception_problems(doc, profiles, today or _today(), default_rules, bad)
     problems.extend(semantic)
     if override is None or any(p.severity == "error" for p in semantic):
@@ -260,7 +319,106 @@ def _exception_problems(
     ]
 
 
-def _semantic_problems(doc: SourceDoc, profiles: dict[str, Profile], path: Path, bad: set[str]) -> list[Problem]:
+def _for_field(trap: Problem, doc: SourceDoc, schema: dict[str, Any]) -> Problem:
+    """A YAML trap in words that fit the field: a field that takes a number is never told to
+    put its value in quotes (quoted, it would be text)."""
+    path = _path_of(doc, trap.path)
+    if path is None or path not in doc.plain_scalars or "string" in _expected_types(schema, path):
+        return trap
+    message = number_trap(doc.plain_scalars[path], _value(doc.data, path))
+    if message is None or not _expected_types(schema, path) & {"number", "integer"}:
+        return trap
+    return Problem(trap.file, trap.line, trap.col, trap.path, message, trap.severity)
+
+
+def _path_of(doc: SourceDoc, text: str) -> _Path | None:
+    return next((p for p in doc.marks if format_path(p) == text), None)
+
+
+def _subschemas(schema: dict[str, Any], path: _Path) -> list[dict[str, Any]]:
+    """Every schema that applies to the value at ``path`` ($ref and anyOf followed)."""
+    defs = schema.get("$defs", {})
+
+    def expand(node: Any) -> list[dict[str, Any]]:
+        if not isinstance(node, dict):
+            return []
+        if "$ref" in node:
+            return expand(defs.get(str(node["$ref"]).rsplit("/", 1)[-1]))
+        out = [node]
+        for key in ("anyOf", "oneOf", "allOf"):
+            for sub in node.get(key, []):
+                out += expand(sub)
+        return out
+
+    nodes = expand(schema)
+    for part in path:
+        nxt: list[dict[str, Any]] = []
+        for node in nodes:
+            if isinstance(part, int):
+                nxt += expand(node.get("items"))
+            elif part in node.get("properties", {}):
+                nxt += expand(node["properties"][part])
+            elif isinstance(node.get("additionalProperties"), dict):
+                nxt += expand(node["additionalProperties"])
+        nodes = nxt
+    return nodes
+
+
+def _expected_types(schema: dict[str, Any], path: _Path) -> set[str]:
+    return {str(n["type"]) for n in _subschemas(schema, path) if "type" in n}
+
+
+def _required(schema: dict[str, Any], path: _Path) -> bool:
+    """True when the key at the end of ``path`` must be present in its mapping."""
+    return bool(path) and any(path[-1] in n.get("required", []) for n in _subschemas(schema, path[:-1]))
+
+
+# Free text that may span lines: a folded (>) or literal (|) block ends with a line break.
+_MULTILINE_TEXT = ("reason",)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u0085\u2028\u2029]")  # all but tab
+
+
+def _text_problems(doc: SourceDoc) -> list[Problem]:
+    """Text values with line breaks or control characters: an account id that ends in a line
+    break passes a JSON Schema pattern (``$`` matches before a final newline) but not AWS."""
+    out = []
+
+    def walk(value: Any, path: _Path) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, (*path, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*path, i))
+        elif isinstance(value, str):
+            multiline = bool(path) and path[-1] in _MULTILINE_TEXT
+            found = _CONTROL.search(value.replace("\n", "").replace("\r", "") if multiline else value)
+            if found is None:
+                return
+            char = found.group()
+            shown = json.dumps(value, ensure_ascii=False)
+            if char == "\n" and value.endswith("\n") and "\n" not in value[:-1]:
+                message = (
+                    f"{shown} ends with a line break; remove it (in double quotes \\n is a line break; "
+                    "a | or > block keeps one unless written |- or >-)"
+                )
+            elif char in "\r\n\u0085\u2028\u2029":
+                message = f"{shown} contains a line break; write the value on one line"
+            else:
+                message = f"{shown} contains the control character U+{ord(char):04X}; remove it"
+            out.append(doc.problem(path, message))
+
+    walk(doc.data, ())
+    return out
+
+
+def _semantic_problems(
+    doc: SourceDoc,
+    profiles: dict[str, Profile],
+    path: Path,
+    bad: set[str],
+    client_defaults: ClientDefaults | None = None,
+) -> list[Problem]:
     """The rules a schema cannot express, each run on the values it reads if those are valid."""
     out: list[Problem] = []
     data = doc.data
@@ -310,11 +468,45 @@ def _semantic_problems(doc: SourceDoc, profiles: dict[str, Profile], path: Path,
         thresholds = data["budget"]["thresholds_pct"]
         if len(set(thresholds)) != len(thresholds):
             add(("budget", "thresholds_pct"), "lists a threshold twice")
+    out += _notification_problems(doc, bad, client_defaults)
     if ok(("tags", "required")):
         keys = data["tags"]["required"]
         if len({k.lower() for k in keys}) != len(keys):
             add(("tags", "required"), "lists a tag key twice")
     return out
+
+
+def _notification_problems(doc: SourceDoc, bad: set[str], d: ClientDefaults | None) -> list[Problem]:
+    """The effective budget (defaults, then the client's file: profiles set no budget) sends one
+    notification per actual and per forecast threshold; AWS allows 5 per budget."""
+    data = doc.data
+    counts: dict[str, tuple[int, str]] = {}
+    for key, default in (
+        ("thresholds_pct", d.budget_thresholds_pct if d else None),
+        ("forecast_thresholds_pct", d.budget_forecast_thresholds_pct if d else None),
+    ):
+        if "budget" in data and isinstance(data["budget"], dict) and key in data["budget"]:
+            if not _usable(data, bad, ("budget", key)):
+                return []
+            counts[key] = (len(data["budget"][key]), "")
+        elif default is None:
+            return []
+        else:
+            counts[key] = (len(default), f" ({key} from defaults.yaml: {list(default)})")
+    actual, forecast = counts["thresholds_pct"], counts["forecast_thresholds_pct"]
+    total = actual[0] + forecast[0]
+    if total <= MAX_BUDGET_NOTIFICATIONS:
+        return []
+    written = [k for k, (_, source) in counts.items() if not source]
+    at: _Path = ("budget", written[0]) if len(written) == 1 else ("budget",)
+    return [
+        doc.problem(
+            at,
+            f"{actual[0]} actual{actual[1]} and {forecast[0]} forecast{forecast[1]} threshold(s) make {total} "
+            f"budget notifications; {_NOTIFICATION_LIMIT}: list at most {MAX_BUDGET_NOTIFICATIONS} in "
+            "thresholds_pct and forecast_thresholds_pct together",
+        )
+    ]
 
 
 def _cross_file_problems(checked: list[tuple[SourceDoc, set[str]]]) -> list[Problem]:
@@ -357,14 +549,16 @@ def _schema_problems(doc: SourceDoc, schema: dict[str, Any], trap_paths: set[str
     validator = _validator(json.dumps(schema, sort_keys=True))
     out: list[Problem] = []
     for err in validator.iter_errors(doc.data):
-        for path, message in _explain(err, doc):
+        for path, message in _explain(err, doc, schema):
             if format_path(path) in trap_paths:
                 continue  # already explained by the YAML trap
             out.append(doc.problem(path, message, at_key=err.validator == "additionalProperties"))
     return out
 
 
-def _explain(err: jsonschema.ValidationError, doc: SourceDoc) -> list[tuple[tuple[str | int, ...], str]]:
+def _explain(
+    err: jsonschema.ValidationError, doc: SourceDoc, root: dict[str, Any]
+) -> list[tuple[tuple[str | int, ...], str]]:
     path: tuple[str | int, ...] = tuple(err.absolute_path)
     kind = err.validator
     schema = err.schema if isinstance(err.schema, dict) else {}
@@ -379,10 +573,15 @@ def _explain(err: jsonschema.ValidationError, doc: SourceDoc) -> list[tuple[tupl
         missing = str(err.message).split("'")[1] if "'" in err.message else err.message
         return [(path, f"missing required key {missing!r}")]
     if kind == "type":
-        if err.instance is None:
-            return [(path, "is empty; give it a value or remove the key")]
-        expected = err.validator_value
         raw = doc.plain_scalars.get(path)
+        if err.instance is None:
+            written = f"{raw} means no value" if raw else "no value is given"
+            if _required(root, path):
+                return [(path, f"is empty ({written}); {path[-1]} is required: give it a value")]
+            return [(path, f"is empty ({written}); give it a value or remove the key")]
+        expected = err.validator_value
+        if expected == "string" and schema.get("format") == "date" and raw is not None:
+            return [(path, _date_not_text(raw, err.instance))]
         if expected == "string" and raw is not None:
             return [(path, f'unquoted {raw} is read by YAML as {_yaml_type(err.instance)}; put it in quotes: "{raw}"')]
         return [(path, f"must be {_article(expected)}, not {_yaml_type(err.instance)}")]
@@ -410,6 +609,20 @@ def _explain(err: jsonschema.ValidationError, doc: SourceDoc) -> list[tuple[tupl
     if kind == "minItems":
         return [(path, f"needs at least {err.validator_value} item(s)")]
     return [(path, err.message)]
+
+
+def _date_not_text(raw: str, value: Any) -> str:
+    """``expires: 20261231``: YAML made a number of it; say so, and how to write the date."""
+    suggestion = ""
+    if re.fullmatch(r"[0-9]{8}", raw):
+        try:
+            suggestion = f": {date(int(raw[:4]), int(raw[4:6]), int(raw[6:])).isoformat()}"
+        except ValueError:
+            suggestion = ""
+    return (
+        f"unquoted {raw} is read by YAML as {_yaml_type(value)}, not a date; write the date as YYYY-MM-DD"
+        f"{suggestion or ', e.g. 2026-12-31'}"
+    )
 
 
 def _date_message(value: Any) -> str:

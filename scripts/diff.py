@@ -227,7 +227,7 @@ def _client_profiles(overrides: Path) -> dict[str, list[str]]:
     for f in sorted([*overrides.glob("*.yaml"), *overrides.glob("*.yml")]):
         try:
             data = yaml.safe_load(f.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):  # validation reports why
             data = None
         profiles = data.get("profiles") if isinstance(data, dict) else None
         out[f.stem] = [str(p) for p in profiles] if isinstance(profiles, list) else []

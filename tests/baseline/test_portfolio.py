@@ -69,6 +69,35 @@ BAD = {
     "for month); write it as YYYY-MM-DD, e.g. 2026-12-31",
     "date-not-yyyy-mm-dd": "21:14: exceptions[0].expires: '2026-12' is not a valid date; write it as YYYY-MM-DD, "
     "e.g. 2026-12-31",
+    # AWS::Budgets::Budget takes at most 5 notifications: actual + forecast thresholds, effective
+    "too-many-notifications": "11:1: budget: 4 actual and 2 forecast threshold(s) make 6 budget notifications; AWS "
+    "allows at most 5 notifications per budget (AWS::Budgets::Budget NotificationsWithSubscribers): list at most 5 "
+    "in thresholds_pct and forecast_thresholds_pct together",
+    "too-many-notifications-with-default": "13:3: budget.thresholds_pct: 5 actual and 1 forecast "
+    "(forecast_thresholds_pct from defaults.yaml: [100]) threshold(s) make 6 budget notifications; AWS allows at "
+    "most 5 notifications per budget (AWS::Budgets::Budget NotificationsWithSubscribers): list at most 5 in "
+    "thresholds_pct and forecast_thresholds_pct together",
+    # hostile YAML: refused before it is built (no RecursionError, no memory exhaustion)
+    "deep-nesting": "2:34: (document): nested more than 20 levels deep; an override file needs only a few levels "
+    "(mappings and lists)",
+    "alias-bomb": "20:9: (document): aliases expand this document to more than 10,000 values (*d alone stands for "
+    "7,381); write the values out instead of nesting aliases",
+    "nul-byte": "2:19: (document): contains a NUL byte, which YAML does not allow; remove it",
+    # YAML's words replaced by what to do
+    "tab-indent": "12:1: (document): YAML does not allow tabs for indentation; use spaces",
+    "octal-budget": "12:22: budget.monthly_limit_usd: unquoted 017 is read by YAML as the octal number 15 (a leading "
+    "0 means octal), not 17; write 17",
+    "nan-budget": "12:22: budget.monthly_limit_usd: unquoted .nan is read by YAML as not-a-number (NaN); write the "
+    "number itself, e.g. 100",
+    "expires-as-number": "21:14: exceptions[0].expires: unquoted 20261231 is read by YAML as a number, not a date; "
+    "write the date as YYYY-MM-DD: 2026-12-31",
+    "trailing-newline": '3:13: account_id: "111122223333\\n" ends with a line break; remove it (in double quotes '
+    "\\n is a line break; a | or > block keeps one unless written |- or >-)",
+    "binary-tag": "2:15: display_name: the YAML tag !!binary is not allowed in an override file; remove it and write "
+    "the value itself (text in quotes, a number, true/false, a list or a mapping)",
+    "on-as-key": "7:1: on: the key on is read by YAML 1.1 as the boolean true (so are on, off, yes, no, y, n), not as "
+    'text; put it in quotes if you mean the key: "on"',
+    "empty-display-name": "2:15: display_name: is empty (~ means no value); display_name is required: give it a value",
     # a schema error does not hide a semantic one: both in one round
     "errors-at-once": (
         "4:14: home_region: eu-west-1 must also be listed in regions",
@@ -160,6 +189,118 @@ def test_duplicates_across_files_are_errors(tmp_path: Path) -> None:
         f"{second}:9:16: access.external_id: ExternalId acme-health-4b1d9e is already used by {first}:9; "
         "each client needs its own",
     ]
+
+
+def test_duplicate_client_slugs_across_files_are_errors(tmp_path: Path) -> None:
+    """The same slug in two folders (the file name matches the slug in both)."""
+    good = (FIXTURES / "good" / "acme-health.yaml").read_text()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "acme-health.yaml", tmp_path / "b" / "acme-health.yaml"
+    first.write_text(good)
+    second.write_text(good.replace("111122223333", "222233334444").replace("acme-health-4b1d9e", "acme-health-2"))
+    portfolio, problems = load_portfolio([tmp_path / "a", tmp_path / "b"])
+    assert portfolio is None
+    assert [str(p) for p in problems] == [
+        f"{second}:1:9: client: client slug acme-health is already used by {first}:1; each client needs its own"
+    ]
+
+
+def test_a_file_named_twice_is_read_once(capsys: pytest.CaptureFixture[str]) -> None:
+    overrides = REPO / "overrides"
+    assert main(["validate", str(overrides), str(overrides / "acme-health.yaml")]) == 0
+    assert capsys.readouterr().out == "3 client file(s) valid\n"
+    same = overrides / ".." / "overrides" / "acme-health.yaml"
+    assert main(["validate", str(same), str(overrides / "acme-health.yaml")]) == 0
+    assert capsys.readouterr().out == "1 client file(s) valid\n"
+
+
+def test_a_folder_is_not_an_override_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    named = tmp_path / "d1" / "acme-health.yaml"
+    named.mkdir(parents=True)
+    assert main(["validate", str(named)]) == 2
+    assert capsys.readouterr().out == f"{named}:1:1: (document): is a directory, not an override file\n1 error(s)\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["validate", str(empty)]) == 2
+    assert capsys.readouterr().out == (
+        f"{empty}:1:1: (document): no override files (*.yaml) in this directory\n1 error(s)\n"
+    )
+
+
+def test_a_number_field_is_never_told_to_use_quotes(tmp_path: Path) -> None:
+    good = (FIXTURES / "good" / "acme-health.yaml").read_text()
+    cases = {
+        "5_000": "unquoted 5_000 is read by YAML as 5000 (YAML 1.1 drops the underscores); write 5000",
+        "1:30": "unquoted 1:30 is read by YAML as the base-60 number 90; write the number itself, e.g. 90",
+        ".inf": "unquoted .inf is read by YAML as infinity; write the number itself, e.g. 100",
+        "yes": "must be a number, not yes (YAML 1.1 reads unquoted yes as the boolean true)",
+    }
+    for raw, message in cases.items():
+        (tmp_path / "acme-health.yaml").write_text(good.replace("monthly_limit_usd: 5000", f"monthly_limit_usd: {raw}"))
+        _, problems = load_portfolio(tmp_path)
+        assert [(p.path, p.message) for p in problems] == [("budget.monthly_limit_usd", message)], raw
+    # a text field still is: quoting keeps the digits as written
+    (tmp_path / "acme-health.yaml").write_text(good.replace("display_name: Acme Health", "display_name: 0755"))
+    _, problems = load_portfolio(tmp_path)
+    assert [p.message for p in problems] == [
+        'unquoted 0755 is read by YAML as the number 493, not as written; put it in quotes: "0755"'
+    ]
+
+
+def test_other_yaml_surprises_have_clear_messages(tmp_path: Path) -> None:
+    good = (FIXTURES / "good" / "acme-health.yaml").read_text()
+    cases = {
+        "display_name: !!python/object:os.system x": (
+            "display_name",
+            "the YAML tag !!python/object:os.system is not allowed in an override file; remove it and write the "
+            "value itself (text in quotes, a number, true/false, a list or a mapping)",
+        ),
+        'display_name: "Acme\\nHealth"': (
+            "display_name",
+            '"Acme\\nHealth" contains a line break; write the value on one line',
+        ),
+        "display_name: Acme Health\n~: x": (
+            "~",
+            'the key ~ is read by YAML as null (no value), not as text; put it in quotes if you mean the key: "~"',
+        ),
+        "display_name: Acme Health\nyes: x": (
+            "yes",
+            "the key yes is read by YAML 1.1 as the boolean true (so are on, off, yes, no, y, n), not as text; put "
+            'it in quotes if you mean the key: "yes"',
+        ),
+        "display_name: Acme Health\nx: &x {a: 1}\ny:\n  <<: *x": None,
+    }
+    for text, expected in cases.items():
+        (tmp_path / "acme-health.yaml").write_text(good.replace("display_name: Acme Health", text))
+        _, problems = load_portfolio(tmp_path)
+        if expected is None:  # merge keys
+            assert ("y.<<", "merge keys (<<) are not supported in an override file; write the keys out") in {
+                (p.path, p.message) for p in problems
+            }
+        else:
+            assert [(p.path, p.message) for p in problems] == [expected], text
+    # a multi-line reason (a folded block ends with a line break) is fine
+    (tmp_path / "acme-health.yaml").write_text(
+        good + "exceptions:\n  - control: budget\n    reason: >\n      billing runs through the client's\n"
+        "      FinOps tool (FIN-7)\n    approver: finance-lead@msp.example\n    expires: 2026-12-31\n"
+    )
+    assert load_portfolio(tmp_path, today=date(2026, 6, 1))[1] == []
+
+
+def test_the_defaults_must_fit_a_budget(tmp_path: Path) -> None:
+    defaults = (REPO / "baseline" / "defaults.yaml").read_text()
+    import re
+
+    too_many = re.sub(r"budget_thresholds_pct: \[[^\]]*\]", "budget_thresholds_pct: [50, 60, 70, 80, 90]", defaults)
+    assert too_many != defaults
+    (tmp_path / "defaults.yaml").write_text(too_many)
+    portfolio, problems = load_portfolio(REPO / "overrides", defaults_file=tmp_path / "defaults.yaml")
+    assert portfolio is None
+    assert [p.path for p in problems if p.file == str(tmp_path / "defaults.yaml")] == [
+        "client_defaults.budget_thresholds_pct"
+    ]
+    assert "make 6 notifications of every client's budget" in problems[0].message
 
 
 def test_effective_config_layers_defaults_profiles_and_client(tmp_path: Path) -> None:
