@@ -676,17 +676,51 @@ def _yaml_type(value: Any) -> str:
 
 # --- merge --------------------------------------------------------------------------------
 
+#: How the layers' values of an effective field combine when several layers set it. A field
+#: not named here takes the last layer's value (defaults -> profiles in order -> the client).
+#: `vend show` names the deciding layer by the same rule (:func:`deciding_layer`).
+COMBINE: dict[str, str] = {
+    "log_retention_days": "max",  # the longest retention any layer asks for
+    "trail_s3_data_events": "any",  # on when any profile turns it on
+    "trail_cloudwatch_logs_days": "max",
+}
+
+
+def combine(field_name: str, values: Sequence[Any]) -> Any:
+    """The effective value of ``field_name`` from the values its layers set, in merge order
+    (None: a layer that does not set it)."""
+    present = [v for v in values if v is not None]
+    rule = COMBINE.get(field_name, "last")
+    if not present:
+        return None
+    if rule == "max":
+        return max(present)
+    if rule == "any":
+        return any(present)
+    return present[-1]
+
+
+def deciding_layer(field_name: str, values: Sequence[Any]) -> int | None:
+    """Index of the layer whose value the effective value comes from (the last one holding
+    it), or None when no layer sets the field."""
+    result = combine(field_name, values)
+    if result is None:
+        return None
+    return max(i for i, v in enumerate(values) if v is not None and v == result)
+
 
 def _effective(
     source_file: str, o: ClientOverride, defaults: MspDefaults, profiles: dict[str, Profile]
 ) -> EffectiveClient:
     d = defaults.client_defaults
     rules = {r.name: r for r in defaults.config_rules}
-    retention = defaults.log_archive.retention_days
     for name in o.profiles:  # later profiles win on a rule of the same name
-        profile = profiles[name]
-        rules.update({r.name: r for r in profile.config_rules})
-        retention = max(retention, profile.log_retention_days or 0)
+        rules.update({r.name: r for r in profiles[name].config_rules})
+    trails = [profiles[name].trail for name in o.profiles]
+    retention = combine(
+        "log_retention_days",
+        [defaults.log_archive.retention_days, *(profiles[name].log_retention_days for name in o.profiles)],
+    )
     return EffectiveClient(
         client=o.client,
         display_name=o.display_name,
@@ -722,13 +756,8 @@ def _effective(
         guardduty_features=d.guardduty_features.model_copy(
             update=o.guardduty.features.model_dump(exclude_none=True) if o.guardduty and o.guardduty.features else {}
         ),
-        trail_s3_data_events=any((t := profiles[name].trail) is not None and t.s3_data_events for name in o.profiles),
-        trail_cloudwatch_logs_days=max(
-            (
-                t.cloudwatch_logs_retention_days
-                for name in o.profiles
-                if (t := profiles[name].trail) and t.cloudwatch_logs_retention_days
-            ),
-            default=None,
+        trail_s3_data_events=bool(combine("trail_s3_data_events", [t.s3_data_events if t else None for t in trails])),
+        trail_cloudwatch_logs_days=combine(
+            "trail_cloudwatch_logs_days", [t.cloudwatch_logs_retention_days if t else None for t in trails]
         ),
     )

@@ -4,8 +4,10 @@ The layers are merged in this order, later wins: ``baseline/defaults.yaml`` -> e
 profile the client lists (in order) -> the client's own file. For every field of the
 effective config this names the last layer that wrote it, with file and line, so a
 reviewer can see at a glance whether a value is the MSP default, comes from ``hipaa``,
-or was set for this client. Values vend computes from several inputs (e.g. the log
-retention, the longest of defaults and profiles) name the layer whose value won.
+or was set for this client. Values vend combines from several layers name the layer whose
+value decides, by the rule the merge itself uses (``baseline.portfolio.COMBINE``): the log
+retention is the longest any layer asks for, trail data events are on when any profile
+turns them on, everything else is the last layer's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from baseline.portfolio import DEFAULTS_FILE, PROFILES_DIR, Portfolio
+from baseline.portfolio import DEFAULTS_FILE, PROFILES_DIR, Portfolio, deciding_layer
 from baseline.yamlsource import SourceDoc, load_yaml
 
 P = tuple[str | int, ...]
@@ -104,21 +106,27 @@ class _Layers:
                 self.docs.append((layer, doc))
 
     def origin(self, field_name: str, value: Any, sub: P = ()) -> Origin:
-        """The last layer that wrote ``field_name`` (or the leaf ``sub`` inside it)."""
+        """The layer whose value of ``field_name`` (or of the leaf ``sub`` inside it) the
+        effective config took: the merge's own rule (``COMBINE``) picks it among the layers."""
         paths = FIELD_PATHS.get(field_name)
         if paths is None:
             return Origin("derived", "", 0)
         d_path, p_path, c_path = paths
-        found: list[tuple[str, SourceDoc, P]] = []
+        found: list[tuple[str, SourceDoc, P] | None] = []
+        values: list[Any] = []
         for layer, doc in self.docs:
             path = d_path if layer == "default" else c_path if layer == "client" else p_path
-            if path is not None and _get(doc.data, (*path, *sub)) is not _MISSING:
-                found.append((layer, doc, (*path, *sub)))
-        if not found:
+            raw = _get(doc.data, (*path, *sub)) if path is not None else _MISSING
+            present = raw is not _MISSING and raw is not None
+            found.append((layer, doc, (*path, *sub)) if present and path is not None else None)
+            values.append(raw if present else None)
+        index = deciding_layer(field_name, values) if not sub else None
+        if index is None:
+            index = max((i for i, f in enumerate(found) if f is not None), default=None)
+        hit = found[index] if index is not None else None
+        if hit is None:
             return Origin("built-in", "", 0)  # no layer writes it: vend's own default
-        if field_name == "log_retention_days":  # the longest retention wins, not the last layer
-            found = [f for f in found if _get(f[1].data, f[2]) == value] or found
-        layer, doc, path = found[-1]
+        layer, doc, path = hit
         return Origin(layer, doc.file, doc.line_of(path))
 
     def rule_origin(self, name: str) -> Origin:

@@ -208,3 +208,50 @@ def test_new_client_refuses_duplicates_and_bad_input(
     assert main(["new-client", *args, "--region", "eu-west-1", "--overrides", str(overrides)]) == 2
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in overrides.iterdir()) == before
+
+
+def test_show_names_the_profile_whose_value_wins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two profiles set the trail's data events and retention: the effective config takes the
+    longest retention and data events on if any profile turns them on; vend show names that
+    profile, not the last one listed."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "strict.yaml").write_text(
+        "description: strict\nlog_retention_days: 2190\ntrail:\n  s3_data_events: true\n"
+        "  cloudwatch_logs_retention_days: 365\n"
+    )
+    (profiles / "lite.yaml").write_text(
+        "description: lite\nlog_retention_days: 30\ntrail:\n  s3_data_events: false\n"
+        "  cloudwatch_logs_retention_days: 90\n"
+    )
+    over = tmp_path / "overrides"
+    over.mkdir()
+    text = (REPO / "tests" / "fixtures" / "good" / "acme-health.yaml").read_text()
+    (over / "acme-health.yaml").write_text(text.replace("profiles: [hipaa]", "profiles: [strict, lite]"))
+    portfolio, problems = load_portfolio(over, profiles_dir=profiles)
+    assert portfolio is not None, problems
+    acme = portfolio.client("acme-health")
+    assert (acme.trail_s3_data_events, acme.trail_cloudwatch_logs_days, acme.log_retention_days) == (True, 365, 2190)
+
+    from scripts.show import provenance
+
+    fields = provenance(portfolio, "acme-health", profiles_dir=profiles)["fields"]
+    strict = str(profiles / "strict.yaml")
+    assert fields["trail_s3_data_events"] == {"value": True, "layer": "profile:strict", "source": f"{strict}:4"}
+    assert fields["trail_cloudwatch_logs_days"] == {"value": 365, "layer": "profile:strict", "source": f"{strict}:5"}
+    assert fields["log_retention_days"] == {"value": 2190, "layer": "profile:strict", "source": f"{strict}:2"}
+    # the last layer still wins where the merge takes the last layer: the client's thresholds
+    assert fields["budget_thresholds_pct"]["layer"] == "client"
+
+    # lite turns data events off and strict on, in the other order: still strict, still on
+    (over / "acme-health.yaml").write_text(text.replace("profiles: [hipaa]", "profiles: [lite, strict]"))
+    portfolio, _ = load_portfolio(over, profiles_dir=profiles)
+    assert portfolio is not None
+    fields = provenance(portfolio, "acme-health", profiles_dir=profiles)["fields"]
+    assert fields["trail_s3_data_events"]["layer"] == "profile:strict"
+    # both off: the effective value (off) comes from the last profile that says so
+    (profiles / "strict.yaml").write_text("description: strict\ntrail:\n  s3_data_events: false\n")
+    portfolio, _ = load_portfolio(over, profiles_dir=profiles)
+    assert portfolio is not None
+    fields = provenance(portfolio, "acme-health", profiles_dir=profiles)["fields"]
+    assert fields["trail_s3_data_events"] == {"value": False, "layer": "profile:strict", "source": f"{strict}:3"}
