@@ -1,14 +1,16 @@
 """`vend new-client`: write a valid, commented override file for a new client.
 
-The file gets a fresh random ExternalId, the editor schema line, and only what differs
-from the MSP defaults. A slug or account id already in the portfolio is refused, and the
-written file is validated together with the rest of the portfolio (removed again if the
-portfolio would not validate), so what lands in a pull request is always valid.
+The file gets a fresh random ExternalId, the editor schema line (a path relative to the
+folder it is written to), and only what differs from the MSP defaults. A slug, account id or
+ExternalId already in the portfolio is refused. The written file is validated on its own
+(removed again if it would not validate), so what lands in a pull request is valid; another
+client's broken file does not block it, but is named in a warning.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 from collections.abc import Sequence
@@ -18,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from baseline.model import ACCOUNT_ID_PATTERN, SLUG_PATTERN
-from baseline.portfolio import load_portfolio
+from baseline.portfolio import SCHEMA_FILE, load_portfolio
 from baseline.regions import COMMERCIAL_REGIONS
 from baseline.yamlsource import Problem
 
@@ -47,20 +49,38 @@ def new_external_id(slug: str) -> str:
     return f"{slug}-{secrets.token_hex(8)}"
 
 
-def _existing(overrides: Path) -> dict[str, tuple[str, str]]:
-    """account id -> (slug, file) of every override file, read leniently."""
-    out: dict[str, tuple[str, str]] = {}
+def _taken(overrides: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """(field, value) -> (slug, file) for the slug, account id and ExternalId of every override
+    file that can be read: leniently, every value as text, so a file with errors elsewhere
+    still takes its values."""
+    out: dict[tuple[str, str], tuple[str, str]] = {}
     for f in sorted([*overrides.glob("*.yaml"), *overrides.glob("*.yml")]):
         try:
             data = yaml.load(f.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)  # everything as text
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
             continue
-        if isinstance(data, dict) and data.get("account_id"):
-            out[str(data["account_id"])] = (str(data.get("client", f.stem)), str(f))
+        if not isinstance(data, dict):
+            continue
+        slug = str(data.get("client") or f.stem)
+        access = data.get("access")
+        access = access if isinstance(access, dict) else {}
+        for field, value in (
+            ("client", slug),
+            ("client", f.stem),
+            ("account_id", data.get("account_id")),
+            ("external_id", access.get("external_id")),
+        ):
+            if isinstance(value, str) and value:
+                out.setdefault((field, value), (slug, str(f)))
     return out
 
 
-def render(c: NewClient, external_id: str) -> str:
+def schema_reference(folder: Path) -> str:
+    """The editor schema line's path: from the folder the file is written to, to the schema."""
+    return Path(os.path.relpath(SCHEMA_FILE, folder.resolve())).as_posix()
+
+
+def render(c: NewClient, external_id: str, schema: str = "../baseline/override.schema.json") -> str:
     name = c.display_name or c.slug.replace("-", " ").title()
     notify = (
         f"\n  notify: [{', '.join(c.notify)}]"
@@ -73,7 +93,7 @@ def render(c: NewClient, external_id: str) -> str:
         else "# profiles: [hipaa]             # rule packs from baseline/profiles/"
     )
     limit = int(c.monthly_limit_usd) if float(c.monthly_limit_usd).is_integer() else c.monthly_limit_usd
-    return f"""# yaml-language-server: $schema=../baseline/override.schema.json
+    return f"""# yaml-language-server: $schema={schema}
 # {name}: written by `vend new-client`; review every value, then open a pull request.
 # Only what differs from baseline/defaults.yaml belongs here (`vend show {c.slug}` prints the result).
 client: {c.slug}
@@ -121,7 +141,7 @@ next steps:
 """
 
 
-def create(overrides: Path, c: NewClient) -> tuple[Path, str, list[Problem]]:
+def create(overrides: Path, c: NewClient) -> tuple[Path, str, list[Problem | str]]:
     """Write ``overrides/<slug>.yaml``; return (path, external id, warnings). Raise ScaffoldError."""
     if not re.match(SLUG_PATTERN, c.slug):
         raise ScaffoldError(f"slug {c.slug!r} must be 3-32 lowercase letters, digits and dashes")
@@ -133,21 +153,37 @@ def create(overrides: Path, c: NewClient) -> tuple[Path, str, list[Problem]]:
     if not overrides.is_dir():
         raise ScaffoldError(f"{overrides} is not a directory")
     path = overrides / f"{c.slug}.yaml"
-    existing = _existing(overrides)
-    if path.exists() or any(slug == c.slug for slug, _ in existing.values()):
-        raise ScaffoldError(f"client {c.slug} already exists ({path})")
-    if c.account_id in existing:
-        slug, file = existing[c.account_id]
+    taken = _taken(overrides)
+    if path.exists() or ("client", c.slug) in taken:
+        where = taken.get(("client", c.slug), (c.slug, str(path)))[1]
+        raise ScaffoldError(f"client {c.slug} already exists ({where})")
+    if ("account_id", c.account_id) in taken:
+        slug, file = taken[("account_id", c.account_id)]
         raise ScaffoldError(f"account {c.account_id} already belongs to client {slug} ({file})")
     external_id = new_external_id(c.slug)
-    path.write_text(render(c, external_id), encoding="utf-8")
-    portfolio, problems = load_portfolio(overrides)
-    mine = [p for p in problems if Path(p.file).resolve() == path.resolve()]
+    while ("external_id", external_id) in taken:  # pragma: no cover - 64 random bits
+        external_id = new_external_id(c.slug)
+    path.write_text(render(c, external_id, schema_reference(overrides)), encoding="utf-8")
+    # The new file on its own (defaults and profiles included): another client's broken file
+    # must not block onboarding, and must not hide a problem of this one.
+    portfolio, problems = load_portfolio([path])
     if portfolio is None:
         path.unlink()
-        shown = mine or [p for p in problems if p.severity == "error"]
+        shown = [p for p in problems if p.severity == "error"]
         raise ScaffoldError("the new file would not validate:\n" + "\n".join(str(p) for p in shown))
-    return path, external_id, [p for p in mine if p.severity != "error"]
+    warnings: list[Problem | str] = [p for p in problems if p.severity != "error"]
+    _, everything = load_portfolio(overrides)
+    broken: dict[str, Problem] = {}
+    for p in everything:
+        if p.severity == "error" and Path(p.file).resolve() != path.resolve():
+            broken.setdefault(p.file, p)
+    warnings += [
+        f"vend new-client: warning: {file}, another client's file, does not validate (first problem: "
+        f"{first.line}:{first.col}: {first.path or '(document)'}: {first.message}); the portfolio cannot be "
+        "synthesized or deployed until it is fixed (`vend validate`)"
+        for file, first in sorted(broken.items())
+    ]
+    return path, external_id, warnings
 
 
 def main_new_client(
@@ -183,7 +219,7 @@ def main_new_client(
         return 2
     for w in warnings:
         print(w, file=sys.stderr)
-    portfolio, _ = load_portfolio(overrides)
+    portfolio, _ = load_portfolio([path])
     msp = portfolio.defaults.msp.account_id if portfolio else "<MSP account id>"
     print(next_steps(c, path, external_id, msp), end="")
     return 0

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from baseline.portfolio import load_portfolio
+from baseline.portfolio import SCHEMA_FILE, load_portfolio
 from scripts.cli import main
+from scripts.scaffold import schema_reference
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -151,7 +152,10 @@ def test_new_client_writes_a_valid_commented_file(overrides: Path, capsys: pytes
     out = capsys.readouterr().out
     path = overrides / "northwind.yaml"
     text = path.read_text()
-    assert text.startswith("# yaml-language-server: $schema=../baseline/override.schema.json\n")
+    # the editor schema line points from the file's folder to the schema, wherever the folder is
+    first = text.splitlines()[0]
+    assert first.startswith("# yaml-language-server: $schema=")
+    assert (path.parent / first.split("=", 1)[1]).resolve() == SCHEMA_FILE
     portfolio, problems = load_portfolio(overrides)
     assert portfolio is not None and problems == []
     nw = portfolio.client("northwind")
@@ -208,6 +212,81 @@ def test_new_client_refuses_duplicates_and_bad_input(
     assert main(["new-client", *args, "--region", "eu-west-1", "--overrides", str(overrides)]) == 2
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in overrides.iterdir()) == before
+
+
+def test_new_client_schema_line_is_relative_to_its_folder(tmp_path: Path) -> None:
+    assert schema_reference(REPO / "overrides") == "../baseline/override.schema.json"
+    assert schema_reference(REPO / "overrides" / "eu") == "../../baseline/override.schema.json"
+    nested = tmp_path / "clients" / "eu"
+    nested.mkdir(parents=True)
+    assert (
+        main(
+            [
+                "new-client",
+                "northwind",
+                "--account",
+                "121212121212",
+                "--region",
+                "eu-west-1",
+                "--overrides",
+                str(nested),
+            ]
+        )
+        == 0
+    )
+    first = (nested / "northwind.yaml").read_text().splitlines()[0]
+    assert (nested / first.split("=", 1)[1]).resolve() == SCHEMA_FILE
+
+
+def test_new_client_is_not_blocked_by_another_clients_broken_file(
+    overrides: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = overrides / "brightmart.yaml"
+    broken.write_text(broken.read_text().replace("engagement: monitoring", "engagement: monitor"))
+    args = ["new-client", "northwind", "--account", "121212121212", "--region", "eu-west-1"]
+    assert main([*args, "--overrides", str(overrides)]) == 0
+    captured = capsys.readouterr()
+    assert f"wrote {overrides / 'northwind.yaml'}" in captured.out
+    assert captured.err == (
+        f"vend new-client: warning: {broken}, another client's file, does not validate (first problem: 8:13: "
+        "engagement: 'monitor' is not one of: monitoring, managed (did you mean 'monitoring'?)); the portfolio "
+        "cannot be synthesized or deployed until it is fixed (`vend validate`)\n"
+    )
+    portfolio, problems = load_portfolio([overrides / "northwind.yaml"])
+    assert portfolio is not None and problems == []
+    # the broken file still takes its slug and account
+    assert (
+        main(
+            [
+                "new-client",
+                "brightmart",
+                "--account",
+                "121212121213",
+                "--region",
+                "eu-west-1",
+                "--overrides",
+                str(overrides),
+            ]
+        )
+        == 2
+    )
+    assert "client brightmart already exists" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "new-client",
+                "southwind",
+                "--account",
+                "444455556666",
+                "--region",
+                "eu-west-1",
+                "--overrides",
+                str(overrides),
+            ]
+        )
+        == 2
+    )
+    assert "account 444455556666 already belongs to client brightmart" in capsys.readouterr().err
 
 
 def test_show_names_the_profile_whose_value_wins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
