@@ -140,6 +140,7 @@ class BudgetOverride(_Strict):
         min_length=1,
         max_length=MAX_BUDGET_EMAILS,
         description="Recipients of the budget notifications. Default from defaults.yaml.",
+        examples=[["cloud-ops@acme.example", "finance@acme.example"]],
     )
     forecast_thresholds_pct: list[ThresholdPct] | None = Field(
         default=None,
@@ -174,14 +175,18 @@ class TagsOverride(_Strict):
 class GuardDutyFeatures(_Strict):
     """GuardDuty protection plans, each on or off. Unset keys keep the default from defaults.yaml."""
 
-    s3_data_events: bool | None = Field(default=None, description="S3 Protection (S3_DATA_EVENTS).")
-    eks_audit_logs: bool | None = Field(default=None, description="EKS Protection (EKS_AUDIT_LOGS).")
+    s3_data_events: bool | None = Field(default=None, description="S3 Protection (S3_DATA_EVENTS).", examples=[True])
+    eks_audit_logs: bool | None = Field(default=None, description="EKS Protection (EKS_AUDIT_LOGS).", examples=[False])
     ebs_malware_protection: bool | None = Field(
-        default=None, description="Malware Protection for EC2 (EBS_MALWARE_PROTECTION)."
+        default=None, description="Malware Protection for EC2 (EBS_MALWARE_PROTECTION).", examples=[True]
     )
-    rds_login_events: bool | None = Field(default=None, description="RDS Protection (RDS_LOGIN_EVENTS).")
+    rds_login_events: bool | None = Field(
+        default=None, description="RDS Protection (RDS_LOGIN_EVENTS).", examples=[True]
+    )
     runtime_monitoring: bool | None = Field(
-        default=None, description="Runtime Monitoring (RUNTIME_MONITORING) with GuardDuty-managed agents."
+        default=None,
+        description="Runtime Monitoring (RUNTIME_MONITORING) with GuardDuty-managed agents.",
+        examples=[True],
     )
 
 
@@ -191,7 +196,11 @@ class GuardDutyOverride(_Strict):
     finding_publishing_frequency: FindingFrequency | None = Field(
         default=None, description="How often GuardDuty publishes updated findings.", examples=["SIX_HOURS"]
     )
-    features: GuardDutyFeatures | None = Field(default=None, description="Protection plans to turn on or off.")
+    features: GuardDutyFeatures | None = Field(
+        default=None,
+        description="Protection plans to turn on or off.",
+        examples=[{"runtime_monitoring": True, "eks_audit_logs": False}],
+    )
 
 
 InheritedAction = Literal["adopt", "replace"]
@@ -219,17 +228,27 @@ class InheritedOverride(_Strict):
     """
 
     config_recorder: RegionalInheritedAction | None = Field(
-        default=None, description="An existing Config recorder: adopt (keep, check) or replace (delete)."
+        default=None,
+        description="An existing Config recorder: adopt (keep, check) or replace (delete); one action, or one per "
+        "region.",
+        examples=[{"us-east-1": "adopt"}, "replace"],
     )
     config_delivery_channel: RegionalInheritedAction | None = Field(
-        default=None, description="An existing Config delivery channel: adopt (keep, check) or replace (delete)."
+        default=None,
+        description="An existing Config delivery channel: adopt (keep, check) or replace (delete); one action, or "
+        "one per region.",
+        examples=[{"us-east-1": "adopt"}, "replace"],
     )
     guardduty_detector: RegionalInheritedAction | None = Field(
-        default=None, description="An existing GuardDuty detector: adopt (keep, check) or replace (delete)."
+        default=None,
+        description="An existing GuardDuty detector: adopt (keep, check) or replace (delete); one action, or one "
+        "per region.",
+        examples=["replace", {"eu-central-1": "adopt"}],
     )
     cloudtrail: InheritedAction | None = Field(
         default=None,
         description="Existing trails: adopt (keep one as the baseline trail, check it) or replace (delete them).",
+        examples=["adopt"],
     )
     anomaly_monitor: str | None = Field(
         default=None,
@@ -274,20 +293,49 @@ class ClientOverride(_Strict):
     engagement: Engagement = Field(
         description="monitoring: read-only MSP access; managed: scoped write access.", examples=["managed"]
     )
-    access: Access
+    access: Access = Field(
+        description="How vend reaches the client account: the deploy role and its ExternalId.",
+        examples=[
+            {"deploy_role_arn": "arn:aws:iam::111122223333:role/VendDeploy", "external_id": "acme-health-4b1d9e"}
+        ],
+    )
     profiles: list[str] = Field(
         default_factory=list, description="Shared rule packs from baseline/profiles/.", examples=[["hipaa"]]
     )
-    budget: BudgetOverride
-    tags: TagsOverride | None = None
-    guardduty: GuardDutyOverride | None = None
+    budget: BudgetOverride = Field(
+        description="Monthly cost budget: limit, notification thresholds and recipients.",
+        examples=[{"monthly_limit_usd": 5000, "thresholds_pct": [50, 80, 100], "notify": ["cloud-ops@acme.example"]}],
+    )
+    tags: TagsOverride | None = Field(
+        default=None,
+        description="Tag keys every resource must carry. Default from defaults.yaml.",
+        examples=[{"required": ["Owner", "CostCenter", "Environment"]}],
+    )
+    guardduty: GuardDutyOverride | None = Field(
+        default=None,
+        description="GuardDuty detector settings. Default from defaults.yaml.",
+        examples=[{"finding_publishing_frequency": "FIFTEEN_MINUTES", "features": {"runtime_monitoring": True}}],
+    )
     inherited: InheritedOverride | None = Field(
-        default=None, description="What to do with resources the account had before onboarding (preflight)."
+        default=None,
+        description="What to do with resources the account had before onboarding (preflight).",
+        examples=[{"config_recorder": {"us-east-1": "adopt"}, "guardduty_detector": "replace"}],
     )
     # issue 4: the only way to waive (part of) a control; see baseline/exceptions.py
     exceptions: list[ControlException] = Field(
         default_factory=list,
         description="Waived controls, each with reason, approver and expiry (validation fails after it).",
+        examples=[
+            [
+                {
+                    "control": "guardduty",
+                    "regions": ["eu-central-1"],
+                    "reason": "the client's SOC runs its own detector there (SEC-123)",
+                    "approver": "security-lead@msp.example",
+                    "expires": "2026-12-31",
+                }
+            ]
+        ],
     )
 
 
