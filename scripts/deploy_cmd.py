@@ -538,10 +538,10 @@ class _DeployRun:
                 )
         finally:
             self.phase = "finishing"
+            self.progress.close()
             self._save_ledger()
             if self.lock is not None:
                 self.lock_note["released"] = self.lock.release()
-            self.progress.close()
         code = _exit_code(self.report, self.received is not None)
         print(summary_table(self.report), file=self.out, flush=True)
         self._write(self.report, code)
@@ -683,7 +683,7 @@ class _DeployRun:
         self._quitting = True
         try:
             with contextlib.suppress(Exception):
-                if self.progress is not None and self.phase != "finishing":  # closed by then
+                if self.progress is not None:
                     self.progress.close()
             if not self.written:
                 try:

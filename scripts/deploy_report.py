@@ -84,6 +84,7 @@ class Progress:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._bar_shown = False
+        self._closed = False
         self._thread: threading.Thread | None = None
         if mode in ("tty", "plain"):
             self._thread = threading.Thread(target=self._tick, name="vend-progress", daemon=True)
@@ -118,6 +119,11 @@ class Progress:
             self._redraw()
 
     def close(self) -> None:
+        """Stop the ticker, clear the bar, print the not-started summary; once (a signal
+        handler that quits may close it again)."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -444,6 +445,7 @@ def test_a_second_signal_while_the_lock_is_released_quits_with_the_report_and_th
     assert report["run"]["exit_code"] == 130
     assert {t["outcome"] for t in report["targets"]} == {"OK"}
     assert no_lock_object(emulator)
+    assert not [t for t in threading.enumerate() if t.name == "vend-progress"]  # the progress display stopped
 
 
 def test_a_signal_while_the_lock_is_taken_starts_nothing_and_reports_it(
