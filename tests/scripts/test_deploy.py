@@ -915,7 +915,7 @@ def test_unexpected_errors_stay_inside_the_target(access: AwsAccess, tmp_path: P
         raise RuntimeError("boom")
 
     boom: Callable[..., None] = explode
-    hooked = HookedAccess(endpoint_url=access.endpoint_url, hooks=(("before-call.sts.GetCallerIdentity", boom),))
+    hooked = HookedAccess(endpoint_url=access.endpoint_url, hooks=(("before-call.sts.AssumeRole", boom),))
     (result,) = deploy_targets(hooked, first=None, targets=[client_target(tmp_path, "acme", ACME)], poll_s=0.01)
     assert result.outcome == "FAILED" and "RuntimeError: boom" in result.detail
 
