@@ -60,11 +60,11 @@ class _Sampler:
 
 
 @contextmanager
-def measured() -> Iterator[Sample]:
+def measured(interval: float = 0.05) -> Iterator[Sample]:
     """Time the block and sample the peak RSS of this process plus its children (the CDK
     runs in child processes, and several at once: their memory adds up)."""
     sample = Sample()
-    sampler = _Sampler()
+    sampler = _Sampler(interval=interval)
     thread = threading.Thread(target=sampler.run, daemon=True)
     thread.start()
     start = time.monotonic()

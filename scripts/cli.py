@@ -149,13 +149,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     clients = _select(portfolio, args.clients, args.all)
     if clients is None:
         return EXIT_INVALID
-    assembly = args.assembly
-    if assembly is None:
-        assembly = args.output
-        code = synthesize(args.overrides, assembly, quiet=True)
-        if code != 0:
-            return code
-    return deploy_command(args, _access(args), portfolio, assembly, clients)
+    if args.assembly is not None:
+        return deploy_command(args, _access(args), portfolio, args.assembly, clients)
+
+    def prepare() -> int:
+        # Under vend deploy's signal handling: an interrupt here still writes a report.
+        return synthesize(args.overrides, args.output, quiet=True)
+
+    return deploy_command(args, _access(args), portfolio, args.output, clients, prepare=prepare)
 
 
 def cmd_drift(args: argparse.Namespace) -> int:

@@ -846,12 +846,25 @@ def _as_recorded(access: AwsAccess, target: Target, options: StackOptions) -> Ta
     return _target_result(target, first.account, results)
 
 
+def _deployed_before(options: StackOptions, target: Target) -> bool:
+    """The ledger says every stack of ``target`` was deployed by vend: the preflight for
+    inherited resources (scripts/preflight.py) ran then, and vend's own resources are there
+    now; a new region (a stack not in the record) runs it again."""
+    if options.ledger is None or options.refresh:
+        return False
+    entry = options.ledger.get(LEDGER_SECTION, target.name) or {}
+    return {s.stack_name for s in target.stacks} <= set(entry.get("stacks") or ())
+
+
 def _record(options: StackOptions, target: Target, result: TargetResult) -> None:
     if options.ledger is None:
         return
     wanted = target_fingerprint(target)
     if result.outcome == "OK" and wanted is not None:
-        options.ledger.record(LEDGER_SECTION, target.name, {"fingerprint": wanted, "account": result.account})
+        stacks = sorted(s.stack_name for s in target.stacks)
+        options.ledger.record(
+            LEDGER_SECTION, target.name, {"fingerprint": wanted, "account": result.account, "stacks": stacks}
+        )
     elif result.outcome != "OK":
         options.ledger.forget(LEDGER_SECTION, target.name)
 
@@ -895,7 +908,7 @@ def _deploy_target_stacks(access: AwsAccess, target: Target, *, options: StackOp
         session, acting_in = _open_session(access, target, region)
     except (AssumeRoleError, ClientError, BotoCoreError) as err:
         return _skipped_target(target, _session_error(err), outcome="FAILED")
-    if target.preflight is not None:
+    if target.preflight is not None and not _deployed_before(options, target):
         problem = target.preflight(access, session)
         if problem:
             return _skipped_target(target, problem, outcome="FAILED")

@@ -30,8 +30,9 @@ def register_models() -> None:
     """
     from moto.cloudformation import parsing
 
-    from scripts.emulator import cfn_models, cfn_models_extra, stack_protection, stacksets
+    from scripts.emulator import cfn_models, cfn_models_extra, fast_templates, stack_protection, stacksets
 
+    fast_templates.install_fast_templates()
     cfn_models.install_engine_patches()
     stack_protection.install_protection_patches()
     stacksets.install_stackset_patches()

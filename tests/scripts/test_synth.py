@@ -126,7 +126,7 @@ def test_shapes_render_exactly_what_the_cdk_builds(overrides: Path, direct: dict
     assert stats.shapes == 2 and stats.prototypes_synthesized == 2 and stats.direct_clients == 0
     rendered = _templates(outdir)
     assert sorted(rendered) == sorted(direct)
-    assert len(direct) == 1 + (1 + 5) + (1 + 2) * 2  # MSP side, then each client: global + regional
+    assert len(direct) == 2 + (1 + 5) + (1 + 2) * 2  # MSP side (2 stacks), then each client: global + regional
     for artifact_id, expected in direct.items():
         assert rendered[artifact_id] == expected, artifact_id
     # Nothing of a prototype is left in what a client gets.
@@ -215,7 +215,7 @@ def test_vend_synth_says_what_it_built_and_writes_nothing_for_bad_input(
     monkeypatch.setenv("VEND_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["synth", "--overrides", str(overrides), "--output", str(tmp_path / "good")]) == 0
     out = capsys.readouterr().out
-    assert "synthesized 13 stacks of 3 client(s)" in out and "2 shape(s)" in out
+    assert "synthesized 14 stacks of 3 client(s)" in out and "2 shape(s)" in out
 
     bad = tmp_path / "bad"
     shutil.copytree(overrides, bad)
