@@ -262,7 +262,7 @@ def cmd_onboarding_template(args: argparse.Namespace) -> int:
     if portfolio is None or _select(portfolio, [args.client], False) is None:
         return EXIT_INVALID
     client = portfolio.client(args.client)
-    text = render(client, portfolio.defaults)
+    text = render(client, portfolio.defaults, stacksets=args.stacksets)
     if args.output:
         args.output.write_text(text)
         print(f"wrote {args.output}: deploy it once in account {client.account_id}", file=sys.stderr)
@@ -446,6 +446,11 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("client")
     s.add_argument("--output", type=Path, help="write the template here (default: stdout)")
+    s.add_argument(
+        "--stacksets",
+        action="store_true",
+        help="also the StackSets execution role (vend-stacksets-execution), for `vend deploy --engine stacksets`",
+    )
     s.set_defaults(func=cmd_onboarding_template)
 
     s = sub.add_parser("credentials", parents=[common], help="print shell exports for a deploy role")

@@ -63,6 +63,7 @@ from baseline.spec import (
     TRAIL_LOGS_ROLE_NAME,
     TRAIL_NAME,
 )
+from baseline.stacksets import ADMIN_ROLE_NAME, EXECUTION_ROLE_NAME
 
 P = "${AWS::Partition}"
 A = "${AWS::AccountId}"
@@ -71,7 +72,7 @@ CLOUDFORMATION = "cloudformation.amazonaws.com"
 VIA_CLOUDFORMATION = {"ForAnyValue:StringEquals": {"aws:CalledVia": [CLOUDFORMATION]}}
 #: The StackSets execution role (``scripts/stacksets.py``), a ``vend-*`` name that is not a
 #: baseline role: the deploy role may not change it any more than itself.
-STACKSETS_EXECUTION_ROLE = "vend-stacksets-execution"
+STACKSETS_EXECUTION_ROLE = EXECUTION_ROLE_NAME
 #: The service-linked roles the baseline's services create on first use.
 SERVICE_LINKED_ROLES = ("guardduty.amazonaws.com", "malware-protection.guardduty.amazonaws.com")
 
@@ -532,7 +533,57 @@ def deploy_policy(msp_role_name: str, client: str, deploy_role_name: str) -> dic
     }
 
 
-def onboarding_template(client: EffectiveClient, defaults: MspDefaults) -> dict[str, Any]:
+def stacksets_execution_role(client: EffectiveClient, defaults: MspDefaults) -> dict[str, Any]:
+    """The role CloudFormation StackSets deploys with (``vend deploy --engine stacksets``): the
+    deploy role's permissions, trusted only by the MSP's StackSets administration role
+    (``vend-msp-stacksets-admin``, which CloudFormation alone may assume). StackSets cannot
+    pass an ExternalId; the trust names that one role by ARN instead."""
+    admin = f"arn:aws:iam::{defaults.msp.account_id}:role/{ADMIN_ROLE_NAME}"
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "RoleName": EXECUTION_ROLE_NAME,
+            "Description": f"{defaults.msp.name} (vend) deploys the baseline through CloudFormation StackSets",
+            "MaxSessionDuration": 3600,
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "MspStackSetsAdministrationRoleOnly",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": admin},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            },
+            "Policies": [
+                {
+                    "PolicyName": "vend-deploy-baseline",
+                    # The same document as the deploy role's: it already denies changes to both roles.
+                    "PolicyDocument": deploy_policy(
+                        defaults.msp.role_name, client.client, client.deploy_role_arn.rsplit("/", 1)[-1]
+                    ),
+                }
+            ],
+            "Tags": [{"Key": "vend:client", "Value": client.client}],
+        },
+    }
+
+
+def onboarding_template(client: EffectiveClient, defaults: MspDefaults, *, stacksets: bool = False) -> dict[str, Any]:
+    """``stacksets``: also the StackSets execution role (only for MSPs that deploy with
+    ``--engine stacksets``; a role nobody uses is left out)."""
+    template = _onboarding_template(client, defaults)
+    if stacksets:
+        template["Resources"]["StackSetsExecutionRole"] = stacksets_execution_role(client, defaults)
+        template["Outputs"]["StackSetsExecutionRoleArn"] = {
+            "Description": "The role vend's StackSets deploy assumes (no need to send it: its name is fixed)",
+            "Value": {"Fn::GetAtt": ["StackSetsExecutionRole", "Arn"]},
+        }
+    return template
+
+
+def _onboarding_template(client: EffectiveClient, defaults: MspDefaults) -> dict[str, Any]:
     role_name = client.deploy_role_arn.rsplit("/", 1)[-1]
     msp_account = defaults.msp.account_id
     return {
@@ -582,5 +633,5 @@ def onboarding_template(client: EffectiveClient, defaults: MspDefaults) -> dict[
     }
 
 
-def render(client: EffectiveClient, defaults: MspDefaults) -> str:
-    return json.dumps(onboarding_template(client, defaults), indent=2) + "\n"
+def render(client: EffectiveClient, defaults: MspDefaults, *, stacksets: bool = False) -> str:
+    return json.dumps(onboarding_template(client, defaults, stacksets=stacksets), indent=2) + "\n"

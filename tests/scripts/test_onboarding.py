@@ -644,3 +644,35 @@ def test_the_driver_can_do_its_job(
     policies: list[dict[str, Any]], action: str, resource: str, context: dict[str, Any]
 ) -> None:
     assert _decide(policies, action, resource, **context) == "Allow"
+
+
+def test_stacksets_execution_role_only_on_request_and_only_for_the_admin_role(tmp_path: Path) -> None:
+    out = tmp_path / "onboarding.json"
+    assert main(["onboarding-template", "acme-health", "--output", str(out)]) == 0
+    assert set(json.loads(out.read_text())["Resources"]) == {"DeployRole"}  # no role nobody uses
+
+    assert main(["onboarding-template", "acme-health", "--stacksets", "--output", str(out)]) == 0
+    template = json.loads(out.read_text())
+    assert not [m for m in lint_file(out) if m.rule.id.startswith("E")]
+    execution = template["Resources"]["StackSetsExecutionRole"]["Properties"]
+    assert execution["RoleName"] == EXECUTION_ROLE_NAME
+    # The deploy role's permissions, nothing more.
+    deploy = template["Resources"]["DeployRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    assert execution["Policies"][0]["PolicyDocument"]["Statement"] == deploy["Statement"]
+    trust = execution["AssumeRolePolicyDocument"]
+    target = f"arn:aws:iam::{ACME}:role/{EXECUTION_ROLE_NAME}"
+
+    def assume(caller: str) -> str:
+        req = Request("sts:AssumeRole", target, principal_arn=caller, context={"aws:PrincipalArn": caller})
+        admin = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        return evaluate(req, identity=[admin], resource_policy=trust, resource_account=ACME)
+
+    assert assume("arn:aws:iam::123456789012:role/vend-stacksets-admin") == "Allow"
+    assert assume(AUTOMATION) == "ImplicitDeny"
+    assert assume("arn:aws:iam::999999999999:role/vend-stacksets-admin") == "ImplicitDeny"
+    # Neither role can change the other (or itself).
+    policies = [execution["Policies"][0]["PolicyDocument"]]
+    for name in (EXECUTION_ROLE_NAME, "VendDeploy"):
+        arn = f"arn:aws:iam::{ACME}:role/{name}"
+        assert _decide(policies, "iam:PutRolePolicy", arn, role_arn=target) != "Allow", name
+        assert _decide(policies, "iam:UpdateAssumeRolePolicy", arn, role_arn=target) != "Allow", name
