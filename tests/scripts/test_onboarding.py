@@ -671,7 +671,8 @@ def test_stacksets_execution_role_only_on_request_and_only_for_the_admin_role(tm
     assert assume(AUTOMATION) == "ImplicitDeny"
     assert assume("arn:aws:iam::999999999999:role/vend-stacksets-admin") == "ImplicitDeny"
     # Neither role can change the other (or itself).
-    policies = [execution["Policies"][0]["PolicyDocument"]]
+    refs = {"AWS::Partition": "aws", "AWS::AccountId": ACME, "AWS::Region": "us-east-1"}
+    policies = [resolve(execution["Policies"][0]["PolicyDocument"], refs)]
     for name in (EXECUTION_ROLE_NAME, "VendDeploy"):
         arn = f"arn:aws:iam::{ACME}:role/{name}"
         assert _decide(policies, "iam:PutRolePolicy", arn, role_arn=target) != "Allow", name
