@@ -771,7 +771,8 @@ def fix_for(f: Finding) -> str:
             f"and run `vend deploy {c}`"
         )
     if "is not deployed" in f.signals.get(stack_signals.TEMPLATE, ""):
-        return f"run `vend deploy {c}`: the stack is not deployed"
+        # --refresh: the deploy ledger may still record the stack (deleted out of band since).
+        return f"run `vend deploy {c} --refresh`: the stack is not deployed"
     if f.status == "MISSING" and ": adopt)" in f.detail:
         setting = f.detail.rsplit("(", 1)[-1].rstrip(")")
         return f"nothing to adopt: remove `{setting}` from overrides/{c}.yaml and run `vend deploy {c}`"
