@@ -20,6 +20,7 @@ instead of 200 ms, which is what limits a deploy across 1,000 accounts.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ _SESSION_NAME_BAD_CHARS = re.compile(r"[^\w+=,.@-]")
 
 
 _LOADER = botocore.loaders.create_loader()  # caches what it parses; shared by every session
+_THREAD_CLIENTS = threading.local()  # AwsAccess.thread_client
 
 
 def _core_session() -> botocore.session.Session:
@@ -136,6 +138,35 @@ class AwsAccess:
             kwargs["endpoint_url"] = self.endpoint_url
         return session.client(service, **kwargs)
 
+    def thread_client(self, session: boto3.Session, service: str, region: str) -> Any:
+        """A client acting with ``session``'s credentials, reused within the calling thread.
+
+        For work that goes account after account on one thread (drift checks a dozen services
+        per account): making a client costs ~3 ms of CPU and a new connection, half the CPU
+        of a drift scan. The thread's client for the service and region is kept and given
+        the new account's credentials (botocore signs every request with the credentials its
+        request signer holds). Only for clients the thread is done with before it moves on
+        to the next account: never share them across threads.
+        """
+        cache: dict[tuple[Any, ...], Any] = _THREAD_CLIENTS.__dict__.setdefault("clients", {})
+        key = (type(self), self, service, region)
+        credentials = session.get_credentials()
+        client = cache.get(key)
+        if client is None or credentials is None:
+            client = self.client(session, service, region)
+            cache[key] = client
+        else:
+            client._request_signer._credentials = credentials
+        return client
+
+    def _sts(self, region: str) -> Any:
+        """The thread's STS client on the base credentials (AssumeRole for account after account)."""
+        cache: dict[tuple[Any, ...], Any] = _THREAD_CLIENTS.__dict__.setdefault("sts", {})
+        key = (type(self), self, region)  # an AwsAccess of other settings gets its own
+        if key not in cache:
+            cache[key] = self.client(self.base_session(), "sts", region)
+        return cache[key]
+
     def assume_role(self, role_arn: str, *, external_id: str | None, session_name: str, region: str) -> boto3.Session:
         """A new session acting as ``role_arn`` whose credentials renew themselves.
 
@@ -144,7 +175,7 @@ class AwsAccess:
         (botocore refreshes ahead of expiry) call AssumeRole again with the same
         base credentials, so long waits on big stacks never run on stale keys.
         """
-        sts = self.client(self.base_session(), "sts", region)
+        sts = self._sts(region)
         params: dict[str, Any] = {
             "RoleArn": role_arn,
             "RoleSessionName": safe_session_name(session_name),

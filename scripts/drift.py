@@ -136,7 +136,7 @@ class _Ctx:
         cost ~3 ms of CPU and a new connection on each call)."""
         key = (service, region)
         if key not in self._clients:
-            self._clients[key] = self.access.client(self.session, service, region)
+            self._clients[key] = self.access.thread_client(self.session, service, region)
         return self._clients[key]
 
     def record(

@@ -22,7 +22,7 @@ import json
 import os
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -380,7 +380,25 @@ def detection_client(access: AwsAccess, session: Any, region: str) -> Any:
 # --- putting it together -----------------------------------------------------------------
 
 
-def synthesized_templates(assembly: Path | None) -> dict[str, dict[str, Any]] | None:
+class _Templates(Mapping[str, Mapping[str, Any]]):
+    """Stack name -> synthesized template, each read when asked for: a scan of 1,000 clients
+    never holds 5,000 parsed templates at once."""
+
+    def __init__(self, stacks: Sequence[StackArtifact]) -> None:
+        self._stacks = {s.stack_name: s for s in stacks}
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        parsed: dict[str, Any] = json.loads(self._stacks[name].template_body())
+        return parsed
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stacks)
+
+    def __len__(self) -> int:
+        return len(self._stacks)
+
+
+def synthesized_templates(assembly: Path | None) -> Mapping[str, Mapping[str, Any]] | None:
     """Stack name -> synthesized template, or None without an assembly."""
     if assembly is None:
         return None
@@ -388,7 +406,7 @@ def synthesized_templates(assembly: Path | None) -> dict[str, dict[str, Any]] | 
         stacks: list[StackArtifact] = read_assembly(assembly)
     except AssemblyError:
         return None
-    return {s.stack_name: json.loads(s.template_body()) for s in stacks}
+    return _Templates(stacks)
 
 
 def collect(
@@ -402,7 +420,7 @@ def collect(
     out: dict[str, StackSignals] = {}
     for stack_name, region in stacks_of(baseline):
         sig = StackSignals(stack_name, region)
-        cfn = access.client(session, "cloudformation", stack_region(baseline, region))
+        cfn = access.thread_client(session, "cloudformation", stack_region(baseline, region))
         synthesized = None if templates is None else templates.get(stack_name)
         if templates is not None and synthesized is None:
             sig.template_default = f"NOT_CHECKED: {stack_name} is not in the cloud assembly"

@@ -180,3 +180,22 @@ def test_throttled_call_is_retried(endpoint: str) -> None:
     assert response["Account"] == "123456789012"
     assert response["ResponseMetadata"]["RetryAttempts"] == 1
     assert len(calls) == 2
+
+
+def test_a_thread_client_acts_in_the_account_of_the_session_it_was_asked_for(endpoint: str) -> None:
+    """thread_client reuses one client per service and region on a thread, account after account."""
+    access = AwsAccess(endpoint_url=endpoint)
+    accounts = ["111111111111", "222222222222", "111111111111"]
+    seen = []
+    clients = []
+    for account in accounts:
+        session = access.assume_role(
+            f"arn:aws:iam::{account}:role/VendDeploy", external_id=None, session_name="t", region="us-east-1"
+        )
+        sts = access.thread_client(session, "sts", "us-east-1")
+        clients.append(sts)
+        seen.append(sts.get_caller_identity()["Account"])
+    assert seen == accounts
+    assert clients[0] is clients[1] is clients[2]  # one client, made once
+    other = AwsAccess(endpoint_url=endpoint + "/")  # other settings: a client of its own
+    assert other.thread_client(access.base_session(), "sts", "us-east-1") is not clients[0]
