@@ -154,7 +154,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     def prepare() -> int:
         # Under vend deploy's signal handling: an interrupt here still writes a report.
-        return synthesize(args.overrides, args.output, quiet=True)
+        # Says what it built: "0 prototype(s) built by the CDK" when no client's inputs changed.
+        return synthesize(args.overrides, args.output)
 
     return deploy_command(args, _access(args), portfolio, args.output, clients, prepare=prepare)
 
