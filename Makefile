@@ -8,7 +8,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: install demo test lint bench clean chromium
+.PHONY: install demo test lint bench bench-synth bench-scale clean chromium
 
 $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ test: install chromium
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# Benchmarks (README, "Benchmarks"): minutes each; not part of the tests.
+bench-synth: install
+	$(BIN)/python bench/synth_bench.py --clients 1000 --runs 3
+
+bench-scale: install
+	$(BIN)/python bench/scale_bench.py --clients 1000
+
+bench: install
+	$(BIN)/python bench/deploy_bench.py --clients 200
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out
