@@ -346,6 +346,12 @@ def deploy_command(
     with a report that nothing was started.
     """
     out = stream or sys.stdout
+    if args.plan and getattr(args, "engine", "direct") == "stacksets":
+        _err(
+            "--plan shows direct mode's change sets; with --engine stacksets, see what would change with "
+            "`vend diff` (the same templates) and the stack sets' state in the MSP account"
+        )
+        return EXIT_INVALID
     if not args.plan:
         return _DeployRun(args, access, portfolio, clients, out).run(assembly, prepare)
     if prepare is not None and (code := prepare()) != EXIT_OK:
