@@ -17,44 +17,13 @@ the permission boundary does not limit.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import Fn
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from baseline._nag import acknowledge, acknowledge_in_packs
-from baseline.policies import operations_policy
+from baseline.policies import operations_policy, trust_policy
 from baseline.spec import MANAGED_INSTANCE_TAG_KEY, MANAGED_INSTANCE_TAG_VALUE, PATCH_DOCUMENTS, MspRoleSpec
-
-
-def trust_policy(spec: MspRoleSpec) -> dict[str, Any]:
-    """Only the MSP's listed principals, with the client's ExternalId, naming the person.
-
-    ``sts:SetSourceIdentity`` must be allowed for a caller that sets (or already carries,
-    from an earlier hop) a source identity; requiring ``sts:SourceIdentity`` makes every
-    session's CloudTrail events in the client account name the MSP engineer or automation.
-    """
-    condition: dict[str, Any] = {
-        "StringEquals": {"sts:ExternalId": spec.external_id},
-        "ArnLike": {"aws:PrincipalArn": list(spec.principal_arns)},
-    }
-    actions: Any = "sts:AssumeRole"
-    if spec.require_source_identity:
-        condition["StringLike"] = {"sts:SourceIdentity": "?*"}
-        actions = ["sts:AssumeRole", "sts:SetSourceIdentity"]
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "MspPrincipalsWithExternalId",
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{spec.msp_account_id}:root"},
-                "Action": actions,
-                "Condition": condition,
-            }
-        ],
-    }
 
 
 class MspRole(Construct):

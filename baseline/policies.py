@@ -1,5 +1,5 @@
-"""The baseline's IAM policy documents as data: the permission boundary and the MSP role's
-operations policy.
+"""The baseline's IAM policy documents as data: the permission boundary, the MSP role's
+trust policy and its operations policy.
 
 The constructs (:mod:`baseline.boundary`, :mod:`baseline.msp_role`) put these documents in
 the templates, and the drift checks (:mod:`scripts.drift`) compare the live policies with the
@@ -21,6 +21,7 @@ from baseline.spec import (
     MANAGED_INSTANCE_TAG_VALUE,
     PATCH_DOCUMENTS,
     BoundarySpec,
+    MspRoleSpec,
 )
 
 _PSEUDO = re.compile(r"\$\{(AWS::[A-Za-z]+)\}")
@@ -37,6 +38,35 @@ def boundary_arn_sub(name: str) -> dict[str, str]:
 
 def _arn(resource: str) -> dict[str, str]:
     return sub(f"arn:${{AWS::Partition}}:{resource}")
+
+
+def trust_policy(spec: MspRoleSpec) -> dict[str, Any]:
+    """Only the MSP's listed principals, with the client's ExternalId, naming the person.
+
+    ``sts:SetSourceIdentity`` must be allowed for a caller that sets (or already carries,
+    from an earlier hop) a source identity; requiring ``sts:SourceIdentity`` makes every
+    session's CloudTrail events in the client account name the MSP engineer or automation.
+    """
+    condition: dict[str, Any] = {
+        "StringEquals": {"sts:ExternalId": spec.external_id},
+        "ArnLike": {"aws:PrincipalArn": list(spec.principal_arns)},
+    }
+    actions: Any = "sts:AssumeRole"
+    if spec.require_source_identity:
+        condition["StringLike"] = {"sts:SourceIdentity": "?*"}
+        actions = ["sts:AssumeRole", "sts:SetSourceIdentity"]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "MspPrincipalsWithExternalId",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{spec.msp_account_id}:root"},
+                "Action": actions,
+                "Condition": condition,
+            }
+        ],
+    }
 
 
 def boundary_document(spec: BoundarySpec) -> dict[str, Any]:

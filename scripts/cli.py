@@ -32,7 +32,7 @@ from scripts.deploy_cmd import (
 )
 from scripts.drift import drift_portfolio
 from scripts.report import deploy_line, deploy_summary, render_drift
-from scripts.synth import synthesize
+from scripts.synth import stale_clients, synthesize
 
 CLIENT_TAG = "vend:client"
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_DRIFT = 0, 1, 2, 3
@@ -172,6 +172,18 @@ def cmd_drift(args: argparse.Namespace) -> int:
     access = _access(args)
     with tempfile.TemporaryDirectory(prefix="vend-drift-") as tmp:
         assembly = args.assembly
+        stale_note = None
+        if assembly is not None and (stale := stale_clients(assembly, portfolio, clients)):
+            # OUTDATED means "not what the current code and overrides produce": an older assembly
+            # would call an old deployment current (live drift) and a new one outdated, and
+            # remediation would deploy it. Compared with a fresh synthesis instead.
+            more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
+            stale_note = (
+                f"the given assembly {assembly} is not what the current code and overrides synthesize "
+                f"(for {', '.join(stale[:5])}{more}): deployed templates were compared with a fresh synthesis"
+            )
+            _err(stale_note)
+            assembly = None
         if assembly is None:
             # The current code and overrides, to tell OUTDATED stacks from drifted ones.
             assembly = Path(tmp) / "cdk.out"
@@ -179,14 +191,20 @@ def cmd_drift(args: argparse.Namespace) -> int:
                 _err("synthesis failed: deployed templates are not compared (OUTDATED not checked)")
                 assembly = None
         report = drift_portfolio(access, portfolio, clients, concurrency=args.concurrency, assembly=assembly)
+        if stale_note:
+            report.notes.append(stale_note)
         if args.remediate:
-            from scripts.remediate import actions_table, remediate_portfolio
+            from scripts.remediate import actions_table, confirm, remediate_portfolio
 
             actions = remediate_portfolio(access, portfolio, report, assembly=assembly, concurrency=args.concurrency)
+            report = drift_portfolio(access, portfolio, clients, concurrency=args.concurrency, assembly=assembly)
+            # DONE only where the re-check is in sync.
+            actions = confirm(actions, report)
             # The remediation log goes to stderr: stdout stays the (re-checked) report in --format.
             print(actions_table(actions), file=sys.stderr if args.format != "table" else sys.stdout, flush=True)
-            report = drift_portfolio(access, portfolio, clients, concurrency=args.concurrency, assembly=assembly)
             report.remediation = [a.to_dict() for a in actions]
+            if stale_note:
+                report.notes.append(stale_note)
     print(render_drift(report, args.format))
     for fmt, path in args.write:  # the same run, in other formats (one live check, many reports)
         try:
@@ -425,7 +443,10 @@ def parser() -> argparse.ArgumentParser:
                 help="also write the same report in FORMAT to PATH (repeatable), e.g. --write json=drift.json",
             )
             s.add_argument(
-                "--assembly", type=Path, help="compare with this cloud assembly (default: synthesize the current code)"
+                "--assembly",
+                type=Path,
+                help="compare with this cloud assembly when it is the current code and overrides "
+                "(default, or when it is not: synthesize the current code)",
             )
             s.add_argument(
                 "--remediate",

@@ -1,9 +1,12 @@
 """Live drift checks: every control of every client, through the service APIs.
 
-What each check expects comes from :mod:`baseline.spec`, built from the same effective
-config the stacks were synthesized from. CloudFormation drift detection is not used: it
-misses Config and does not exist in the emulator. A check that cannot run is reported as
-NOT_CHECKED or ERROR with the reason, never as IN_SYNC.
+What each check expects comes from :mod:`baseline.spec` (and :mod:`baseline.policies`), built
+from the same effective config the stacks were synthesized from. The live checks decide;
+two signals per stack are added by :mod:`scripts.stack_signals`: the deployed template
+against the current synthesis (OUTDATED), and CloudFormation drift detection, used on real
+AWS where it supports the resource type, with its known false positives normalized (the
+emulator has no DetectStackDrift: there that signal is NOT_CHECKED, with the reason). A check
+that cannot run is reported as NOT_CHECKED or ERROR with the reason, never as IN_SYNC.
 """
 
 from __future__ import annotations
@@ -22,9 +25,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from baseline.exceptions import waived_rules, waiver
 from baseline.model import MspDefaults
-from baseline.policies import boundary_document, operations_policy, resolve_pseudo, statement_diff
+from baseline.policies import boundary_document, operations_policy, resolve_pseudo, statement_diff, trust_policy
 from baseline.portfolio import Portfolio
-from baseline.spec import ClientBaseline, ConfigRuleSpec, RegionalBaseline, client_baseline, log_shards
+from baseline.spec import (
+    RULE_PREFIX,
+    TAG_RULE_NAME,
+    ClientBaseline,
+    ConfigRuleSpec,
+    RegionalBaseline,
+    TrailSpec,
+    client_baseline,
+    log_shards,
+)
 from scripts import stack_signals
 from scripts.aws import AssumeRoleError, AwsAccess
 
@@ -45,7 +57,7 @@ REMEDIATE = {
     "find who changed it by hand in CloudTrail (StopLogging, UpdateTrail, PutEventSelectors)",
     "msp-role": "run `vend drift {client} --remediate` to restore the role's trust policy, policies and boundary",
     "permission-boundary": "run `vend drift {client} --remediate` to re-attach the boundary",
-    "budget": "run `vend drift {client} --remediate` to re-create the budget",
+    "budget": "run `vend drift {client} --remediate` to re-create the budget or re-subscribe its recipients",
     "config-recorder": "run `vend drift {client} --remediate` to restore and restart the recorder",
     "config-delivery": "run `vend drift {client} --remediate` to point the delivery channel back to the central bucket",
     "config-rules": "run `vend drift {client} --remediate` to restore the rule set",
@@ -329,7 +341,46 @@ def check_trail(ctx: _Ctx) -> None:
     if not spec.adopt:
         expected["OtherDataEvents"] = []
         actual["OtherDataEvents"] = other_events
+        expected.update(cloudwatch_logs_expected(spec))
+        actual.update(cloudwatch_logs_actual(ctx, spec, trail))
     ctx.compare(GLOBAL, "cloudtrail", expected, actual, f"{what} {trail.get('Name', spec.name)}")
+
+
+#: Finding keys of the trail's CloudWatch Logs delivery (HIPAA/PCI: ``trail_cloudwatch_logs_days``).
+TRAIL_LOGS_KEYS = ("CloudWatchLogsLogGroup", "CloudWatchLogsRole", "LogGroupRetentionDays")
+
+
+def cloudwatch_logs_expected(spec: TrailSpec) -> dict[str, Any]:
+    """The baseline trail delivers to its log group with its role exactly when a profile asks
+    for it (and then the group keeps the profile's retention); otherwise to no log group."""
+    days = spec.cloudwatch_logs_retention_days
+    out: dict[str, Any] = {
+        "CloudWatchLogsLogGroup": spec.log_group_name if days else None,
+        "CloudWatchLogsRole": spec.logs_role_name if days else None,
+    }
+    if days:
+        out["LogGroupRetentionDays"] = days
+    return out
+
+
+def cloudwatch_logs_actual(ctx: _Ctx, spec: TrailSpec, trail: Mapping[str, Any]) -> dict[str, Any]:
+    group_arn = trail.get("CloudWatchLogsLogGroupArn") or ""
+    role_arn = trail.get("CloudWatchLogsRoleArn") or ""
+    out: dict[str, Any] = {
+        # arn:<partition>:logs:<region>:<account>:log-group:<name>[:*]
+        "CloudWatchLogsLogGroup": group_arn.split(":log-group:", 1)[1].split(":", 1)[0] if group_arn else None,
+        "CloudWatchLogsRole": role_arn.rsplit("/", 1)[-1] if role_arn else None,
+    }
+    if spec.cloudwatch_logs_retention_days:
+        logs = ctx.client("logs", ctx.baseline.client.home_region)
+        groups = logs.describe_log_groups(logGroupNamePrefix=spec.log_group_name).get("logGroups", [])
+        group = next((g for g in groups if g.get("logGroupName") == spec.log_group_name), None)
+        out["LogGroupRetentionDays"] = (
+            f"log group {spec.log_group_name} not found"
+            if group is None
+            else group.get("retentionInDays", "never expires")
+        )
+    return out
 
 
 def partition_of(region: str) -> str:
@@ -366,6 +417,42 @@ def document_comparison(expected: Mapping[str, Any], live: Mapping[str, Any]) ->
     return {"only in the code": missing}, {"only in the live policy": extra}, "; ".join(parts)
 
 
+#: What each Allow statement of the MSP role's trust policy must carry, by finding key:
+#: (condition operator, condition key); ``trusted_principals`` is the statement's AWS principal.
+TRUST_CONDITIONS = {
+    "external_id": ("StringEquals", "sts:ExternalId"),
+    "principal_arn_patterns": ("ArnLike", "aws:PrincipalArn"),
+    "source_identity": ("StringLike", "sts:SourceIdentity"),
+}
+#: The finding keys that only a restored trust policy fixes.
+TRUST_KEYS = frozenset({"trusted_principals", "trust_policy", *TRUST_CONDITIONS})
+
+
+def _values(value: Any) -> list[str]:
+    """A principal or condition value as a sorted list ([] when absent)."""
+    if value is None:
+        return []
+    return sorted(str(v) for v in (value if isinstance(value, list) else [value]))
+
+
+def trust_conditions(document: Mapping[str, Any]) -> dict[str, list[list[str]]]:
+    """Per Allow statement (in order), its AWS principals and the values of the conditions the
+    baseline sets (ExternalId, principal ARN patterns, SourceIdentity): one list per statement,
+    so a statement that lacks a condition shows as ``[]`` next to one that has it."""
+    raw = document.get("Statement", [])
+    statements = [s for s in (raw if isinstance(raw, list) else [raw]) if s.get("Effect") == "Allow"]
+    out: dict[str, list[list[str]]] = {"trusted_principals": []}
+    for key in TRUST_CONDITIONS:
+        out[key] = []
+    for st in statements:
+        principal = st.get("Principal", {})
+        out["trusted_principals"].append(_values(principal.get("AWS") if isinstance(principal, dict) else principal))
+        cond = st.get("Condition") or {}
+        for key, (op, name) in TRUST_CONDITIONS.items():
+            out[key].append(_values((cond.get(op) or {}).get(name)))
+    return out
+
+
 def check_msp_role(ctx: _Ctx) -> None:
     spec = ctx.baseline.msp_role
     iam = ctx.client("iam", ctx.baseline.client.home_region)
@@ -378,25 +465,11 @@ def check_msp_role(ctx: _Ctx) -> None:
             )
             return
         raise
-    trust = role.get("AssumeRolePolicyDocument", {})
-    if isinstance(trust, str):
-        trust = json.loads(trust)
-    principals: set[str] = set()
-    external_ids: set[str] = set()
-    patterns: set[str] = set()
-    source_identity: list[bool] = []
-    for st in trust.get("Statement", []):
-        if st.get("Effect") != "Allow":
-            continue
-        aws = st.get("Principal", {}).get("AWS", [])
-        principals.update([aws] if isinstance(aws, str) else aws)
-        cond = st.get("Condition", {})
-        # Every allowing statement must demand a source identity (the MSP engineer's name).
-        source_identity.append("sts:SourceIdentity" in cond.get("StringLike", {}))
-        ext = cond.get("StringEquals", {}).get("sts:ExternalId")
-        external_ids.update([ext] if isinstance(ext, str) else ext or [])
-        arns = cond.get("ArnLike", {}).get("aws:PrincipalArn", [])
-        patterns.update([arns] if isinstance(arns, str) else arns)
+    trust = _document(role.get("AssumeRolePolicyDocument"))
+    code_trust = trust_policy(spec)
+    # Statement by statement: every Allow statement must be one the code writes (conditions are
+    # never pooled across statements: a second statement without the ExternalId is drift).
+    trust_expected, trust_actual, trust_difference = document_comparison(code_trust, trust)
     attached = {p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=spec.role_name)["AttachedPolicies"]}
     inline = set(iam.list_role_policies(RoleName=spec.role_name)["PolicyNames"])
     boundary = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn", "")
@@ -414,26 +487,24 @@ def check_msp_role(ctx: _Ctx) -> None:
         expected_docs[name], actual_docs[name], difference = document_comparison(code, live)
         if difference:
             differences.append(f"inline policy {name}: {difference}")
+    if trust_difference:
+        differences.append(f"trust policy: {trust_difference}")
     expected = {
-        "trusted_principals": [f"arn:aws:iam::{spec.msp_account_id}:root"],
-        "external_id": [spec.external_id],
-        "principal_arn_patterns": sorted(spec.principal_arns),
+        **trust_conditions(code_trust),
+        "trust_policy": trust_expected,
         "permissions_boundary": spec.boundary_name,
         "managed_policies": sorted(spec.managed_policy_arns),
         "inline_policies": sorted([spec.operations_policy_name] if spec.operations_policy_name else []),
         "max_session_seconds": spec.max_session_seconds,
-        "source_identity_required": spec.require_source_identity,
         "inline_policy_documents": expected_docs,
     }
     actual = {
-        "trusted_principals": sorted(principals),
-        "external_id": sorted(external_ids),
-        "principal_arn_patterns": sorted(patterns),
+        **trust_conditions(trust),
+        "trust_policy": trust_actual,
         "permissions_boundary": boundary.rsplit("/", 1)[-1] if boundary else None,
         "managed_policies": sorted(attached),
         "inline_policies": sorted(inline),
         "max_session_seconds": role.get("MaxSessionDuration"),
-        "source_identity_required": bool(source_identity) and all(source_identity),
         "inline_policy_documents": actual_docs,
     }
     ctx.compare(GLOBAL, "msp-role", expected, actual, "; ".join([f"role {spec.role_name}", *differences]))
@@ -624,6 +695,25 @@ def _compare_rules(
     ctx: _Ctx, region: str, control: str, specs: Sequence[ConfigRuleSpec], live: dict[str, dict[str, Any]]
 ) -> None:
     expected = {s.name: {"identifier": s.identifier, "parameters": s.parameters_dict} for s in specs}
+    if not expected:
+        # Nothing to compare is not "in sync with N rules": say that none are expected, and
+        # that any of vend's rules of this kind still there is one too many.
+        ours = sorted(n for n in live if _rule_control(n) == control)
+        why = "every rule is waived or scoped to another region" if control == "config-rules" else "no tag keys"
+        if ours:
+            ctx.record(
+                region,
+                control,
+                "DRIFTED",
+                [],
+                ours,
+                f"the baseline expects no {control} here ({why}); found {', '.join(ours)}",
+            )
+        else:
+            ctx.record(
+                region, control, "IN_SYNC", [], [], f"the baseline expects no {control} here ({why}); none found"
+            )
+        return
     actual = {name: _rule_view(live.get(name)) for name in expected}
     missing = sorted(n for n in expected if actual[n] is None)
     changed = sorted(n for n in expected if actual[n] is not None and actual[n] != expected[n])
@@ -643,6 +733,13 @@ def _compare_rules(
         )
     else:
         ctx.record(region, control, "IN_SYNC", sorted(expected), sorted(expected), f"{len(expected)} rule(s)")
+
+
+def _rule_control(name: str) -> str | None:
+    """The control a live rule of vend's belongs to (by name), or None for the account's own."""
+    if name.startswith(TAG_RULE_NAME):
+        return "tag-rules"
+    return "config-rules" if name.startswith(RULE_PREFIX) else None
 
 
 def check_rules(ctx: _Ctx, reg: RegionalBaseline) -> None:

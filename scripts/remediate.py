@@ -29,7 +29,7 @@ import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +45,8 @@ from scripts.drift import (
     BOUNDARY_DOCUMENT_FIX,
     CONTROLS_GLOBAL,
     GLOBAL,
+    TRAIL_LOGS_KEYS,
+    TRUST_KEYS,
     DriftReport,
     Finding,
     adopted_trail,
@@ -92,8 +94,9 @@ class _Partial(Exception):
 # --- intrinsic functions in the few properties remediation reads from a template -----------
 
 
-def resolve(value: Any, account_id: str, region: str) -> Any:
-    """Resolve the pseudo parameters the baseline's templates use (``Fn::Sub``, ``Ref``, ``Fn::Join``)."""
+def resolve(value: Any, account_id: str, region: str, getatt: Callable[[str, str], str] | None = None) -> Any:
+    """Resolve the pseudo parameters the baseline's templates use (``Fn::Sub``, ``Ref``, ``Fn::Join``),
+    and ``Fn::GetAtt`` when ``getatt`` (logical id, attribute -> value) is given."""
     partition = partition_of(region)
     pseudo = {
         "AWS::AccountId": account_id,
@@ -102,9 +105,13 @@ def resolve(value: Any, account_id: str, region: str) -> Any:
         "AWS::URLSuffix": "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com",
     }
     if isinstance(value, list):
-        return [resolve(v, account_id, region) for v in value]
+        return [resolve(v, account_id, region, getatt) for v in value]
     if not isinstance(value, dict):
         return value
+    if set(value) == {"Fn::GetAtt"} and getatt is not None:
+        target = value["Fn::GetAtt"]
+        logical_id, attribute = target if isinstance(target, list) else str(target).split(".", 1)
+        return getatt(str(logical_id), str(attribute))
     if set(value) == {"Ref"}:
         if value["Ref"] in pseudo:
             return pseudo[value["Ref"]]
@@ -119,10 +126,10 @@ def resolve(value: Any, account_id: str, region: str) -> Any:
         return re.sub(r"\$\{([^}!]+)\}", sub, value["Fn::Sub"])
     if set(value) == {"Fn::Join"}:
         sep, items = value["Fn::Join"]
-        return str(sep).join(str(resolve(i, account_id, region)) for i in items)
+        return str(sep).join(str(resolve(i, account_id, region, getatt)) for i in items)
     if any(k.startswith("Fn::") for k in value):
         raise _Manual(f"the template uses {', '.join(value)}, which remediation cannot resolve")
-    return {k: resolve(v, account_id, region) for k, v in value.items()}
+    return {k: resolve(v, account_id, region, getatt) for k, v in value.items()}
 
 
 def partition_of(region: str) -> str:
@@ -195,8 +202,7 @@ class _ClientFix:
         self, stack_name: str, rtype: str, name_key: str, name: str, only: Sequence[str] | None = None
     ) -> dict[str, Any]:
         """A resource's properties from the current synthesis (else the deployed template),
-        resolved; ``only``: just these properties (the others may use intrinsics that
-        remediation cannot resolve, such as the trail's ``Fn::GetAtt`` of its log group)."""
+        resolved (``Fn::GetAtt`` through the stack's resources); ``only``: just these properties."""
         art = self.artifacts.get(stack_name)
         template = json.loads(art.template_body()) if art else self.deployed(stack_name)
         for res in ((template or {}).get("Resources") or {}).values():
@@ -204,8 +210,37 @@ class _ClientFix:
             if res.get("Type") == rtype and props.get(name_key) == name:
                 if only is not None:
                     props = {k: v for k, v in props.items() if k in only}
-                return dict(resolve(props, self.account(), self._region_of_stack(stack_name)))
+                region = self._region_of_stack(stack_name)
+
+                def getatt(logical_id: str, attribute: str) -> str:
+                    return self.attribute(stack_name, logical_id, attribute)
+
+                return dict(resolve(props, self.account(), region, getatt))
         raise _Manual(f"no {rtype} named {name} in the template of {stack_name}")
+
+    def attribute(self, stack_name: str, logical_id: str, attribute: str) -> str:
+        """``Fn::GetAtt`` of a resource of the deployed stack, from its physical id
+        (``DescribeStackResource``): the ARNs the baseline's templates refer to."""
+        region = self._region_of_stack(stack_name)
+        cfn = self.client("cloudformation", region)
+        detail = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
+        resource = detail["StackResourceDetail"]
+        physical, rtype = str(resource.get("PhysicalResourceId") or ""), resource.get("ResourceType")
+        if not physical:
+            raise _Manual(f"{logical_id} of {stack_name} has no physical id: deploy the stack again")
+        if attribute == "Arn" and physical.startswith("arn:"):
+            return physical
+        partition, account = partition_of(region), self.account()
+        arns = {
+            "AWS::Logs::LogGroup": f"arn:{partition}:logs:{region}:{account}:log-group:{physical}:*",
+            "AWS::IAM::Role": f"arn:{partition}:iam::{account}:role/{physical}",
+            "AWS::KMS::Key": f"arn:{partition}:kms:{region}:{account}:key/{physical}",
+        }
+        if attribute != "Arn" or rtype not in arns:
+            raise _Manual(
+                f"the template uses Fn::GetAtt {logical_id}.{attribute} ({rtype}), which remediation cannot resolve"
+            )
+        return arns[str(rtype)]
 
     # CloudFormation paths
     def deploy(
@@ -269,11 +304,13 @@ class _ClientFix:
         self.deploy(stack_name, None if stack_name in self.artifacts else deployed, step="-with")
 
     def logical_ids(self, stack_name: str, control: str, names: Sequence[str] | None = None) -> set[str]:
-        """Logical ids of a control's resources in the deployed template (optionally: with these names)."""
+        """Logical ids of a control's resources in the deployed template (optionally: with these
+        names) that remediation re-creates (the budget: the budget alone, not its alert topic)."""
         deployed = self.deployed(stack_name) or {}
         out = set()
+        types = _RECREATE_TYPES.get(control)
         for lid, res in (deployed.get("Resources") or {}).items():
-            if control_of(res, self.baseline) != control:
+            if control_of(res, self.baseline) != control or (types and res.get("Type") not in types):
                 continue
             props = res.get("Properties") or {}
             if names is not None and not ({props.get("ConfigRuleName"), props.get("RoleName")} & set(names)):
@@ -328,10 +365,12 @@ def _fix_trail(fix: _ClientFix, f: Finding) -> str:
         except _Manual as exc:
             step = str(exc)
         (done if step.startswith("cloudtrail:") else todo).append(step)
+    if diff & set(TRAIL_LOGS_KEYS) and not spec.adopt:
+        done.append(_trail_logs(fix, f, ct, name, diff))
     if "IsLogging" in diff:
         ct.start_logging(Name=name)
         done.append("cloudtrail:StartLogging")
-    elsewhere = sorted(diff - set(updates) - set(_EVENTS) - {"IsLogging"})
+    elsewhere = sorted(diff - set(updates) - set(_EVENTS) - set(TRAIL_LOGS_KEYS) - {"IsLogging"})
     if elsewhere:
         todo.append(
             f"{', '.join(elsewhere)} still differ: the central bucket accepts only the baseline trail, so vend "
@@ -344,6 +383,42 @@ def _fix_trail(fix: _ClientFix, f: Finding) -> str:
     if todo:
         raise _Manual("; ".join(todo))
     return "; ".join(done)
+
+
+def _trail_logs(fix: _ClientFix, f: Finding, ct: Any, name: str, diff: set[str]) -> str:
+    """The trail's CloudWatch Logs delivery and its log group's retention, as the template sets
+    them: the group and role ARNs are the template's ``Fn::GetAtt``, resolved from the stack."""
+    spec = fix.baseline.trail
+    stack = fix.stack_of(f)
+    steps: list[str] = []
+    if spec.cloudwatch_logs_retention_days and "LogGroupRetentionDays" in diff:
+        group = fix.template_resource(stack, "AWS::Logs::LogGroup", "LogGroupName", spec.log_group_name)
+        logs = fix.client("logs", fix.home())
+        found = logs.describe_log_groups(logGroupNamePrefix=spec.log_group_name).get("logGroups", [])
+        if not any(g.get("logGroupName") == spec.log_group_name for g in found):
+            extra = {"kmsKeyId": group["KmsKeyId"]} if group.get("KmsKeyId") else {}
+            logs.create_log_group(logGroupName=spec.log_group_name, **extra)
+            steps.append(f"logs:CreateLogGroup {spec.log_group_name} (with the client key)")
+        logs.put_retention_policy(logGroupName=spec.log_group_name, retentionInDays=int(group["RetentionInDays"]))
+        steps.append(f"logs:PutRetentionPolicy {group['RetentionInDays']} days")
+    if diff & {"CloudWatchLogsLogGroup", "CloudWatchLogsRole"}:
+        props = fix.template_resource(
+            stack,
+            "AWS::CloudTrail::Trail",
+            "TrailName",
+            name,
+            only=("CloudWatchLogsLogGroupArn", "CloudWatchLogsRoleArn"),
+        )
+        # Empty strings take the delivery off (a trail the baseline does not deliver to a group).
+        ct.update_trail(
+            Name=name,
+            CloudWatchLogsLogGroupArn=props.get("CloudWatchLogsLogGroupArn") or "",
+            CloudWatchLogsRoleArn=props.get("CloudWatchLogsRoleArn") or "",
+        )
+        steps.append(
+            "cloudtrail:UpdateTrail CloudWatch Logs group and role (the template's, from the stack's resources)"
+        )
+    return "; ".join(steps)
 
 
 def _trail_selectors(fix: _ClientFix, f: Finding, ct: Any, name: str) -> str:
@@ -392,7 +467,8 @@ def _fix_msp_role(fix: _ClientFix, f: Finding) -> str:
     iam = fix.client("iam", fix.home())
     diff = set(f.expected or {})
     done = []
-    if diff & {"trusted_principals", "external_id", "principal_arn_patterns", "source_identity_required"}:
+    if diff & TRUST_KEYS:
+        # The whole document: statements someone added are dropped, changed ones restored.
         iam.update_assume_role_policy(
             RoleName=spec.role_name, PolicyDocument=json.dumps(props["AssumeRolePolicyDocument"])
         )
@@ -531,6 +607,52 @@ def _fix_rules(fix: _ClientFix, f: Finding) -> str:
     return "; ".join(done)
 
 
+def _fix_budget(fix: _ClientFix, f: Finding) -> str:
+    """Limit or thresholds: the budget is re-created (its notifications are create-only);
+    recipients: the alert topic's e-mail subscriptions are restored (the budget is not touched)."""
+    diff = set(f.expected or {})
+    done: list[str] = []
+    rest = sorted(diff - {"notify"})
+    if rest:
+        stack = fix.stack_of(f)
+        ids = fix.logical_ids(stack, "budget")
+        if not ids:
+            raise _Manual(f"no budget in the deployed {stack}: run `vend deploy {f.client}`")
+        fix.recreate(stack, ids)
+        done.append(f"re-created {', '.join(sorted(ids))} through CloudFormation ({', '.join(rest)} differed)")
+    if "notify" in diff:
+        steps, pending = _resubscribe(fix)
+        done.append(steps)
+        if pending:
+            todo = f"{', '.join(pending)} still pending confirmation (it cannot be removed; it lapses after three days)"
+            raise _Partial("; ".join(done), todo)
+    return "; ".join(done)
+
+
+def _resubscribe(fix: _ClientFix) -> tuple[str, list[str]]:
+    """The alert topic's e-mail subscriptions back to the client's recipients."""
+    spec = fix.baseline.budget
+    topic_arn = spec.topic_arn(fix.account(), fix.home())
+    sns = fix.client("sns", fix.home())
+    subscriptions: list[dict[str, Any]] = []
+    for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+        subscriptions.extend(page.get("Subscriptions", []))
+    emails = {s["Endpoint"]: s for s in subscriptions if s.get("Protocol") == "email"}
+    steps = []
+    for email in sorted(set(spec.emails) - set(emails)):
+        sns.subscribe(TopicArn=topic_arn, Protocol="email", Endpoint=email)
+        steps.append(f"sns:Subscribe {email} (AWS e-mails the recipient a confirmation link)")
+    pending = []
+    for email in sorted(set(emails) - set(spec.emails)):
+        arn = str(emails[email].get("SubscriptionArn", ""))
+        if arn.startswith("arn:"):
+            sns.unsubscribe(SubscriptionArn=arn)
+            steps.append(f"sns:Unsubscribe {email}")
+        else:  # a pending confirmation cannot be removed; it lapses after three days
+            pending.append(email)
+    return "; ".join(steps) or "the topic's subscriptions already match", pending
+
+
 def _fix_detector(fix: _ClientFix, f: Finding) -> str:
     reg = _regional(fix, f)
     gd = fix.client("guardduty", reg.region)
@@ -552,9 +674,10 @@ _API_FIXES: dict[str, Callable[[_ClientFix, Finding], str]] = {
     "config-rules": _fix_rules,
     "tag-rules": _fix_rules,
     "guardduty": _fix_detector,
+    "budget": _fix_budget,
 }
-#: Controls whose drift is fixed by re-creating the resource through CloudFormation.
-_RECREATE_ON_DRIFT = ("budget",)
+#: The resource types remediation re-creates for a control, where not all of its resources.
+_RECREATE_TYPES = {"budget": ("AWS::Budgets::Budget",), "cloudtrail": ("AWS::CloudTrail::Trail",)}
 _ADOPT_SETTING = {
     "cloudtrail": ("trail", "cloudtrail"),
     "config-recorder": ("recorder", "config_recorder"),
@@ -614,7 +737,7 @@ def _remediate_client(fix: _ClientFix, findings: Sequence[Finding]) -> None:
                 f"nothing to adopt: remove `inherited.{setting}: adopt` from the override so vend deploys its own",
                 "SKIPPED",
             )
-        elif f.status == "MISSING" or f.control in _RECREATE_ON_DRIFT:
+        elif f.status == "MISSING":
             gone.setdefault(fix.stack_of(f), []).append(f)
         elif f.detail.startswith("CloudFormation drift detection"):
             fix.record(f, "manual", f"only CloudFormation drift detection saw this: {f.detail}", "SKIPPED")
@@ -708,6 +831,20 @@ def remediate_portfolio(
         for result in pool.map(one, sorted(by_client)):
             actions.extend(result)
     return actions
+
+
+def confirm(actions: Sequence[Action], recheck: DriftReport) -> list[Action]:
+    """Hold each DONE against the re-check that follows remediation: an action whose control is
+    still not in sync there did not do what it said, so it is FAILED, with what the re-check found."""
+    after = {(f.client, f.region, f.control): f for f in recheck.findings}
+    out = []
+    for a in actions:
+        f = after.get((a.client, a.region, a.control))
+        if a.outcome == "DONE" and f is not None and f.status not in ("IN_SYNC", "EXCEPTED"):
+            detail = f"the re-check still says {f.status}: {f.detail}" if f.detail else f"the re-check says {f.status}"
+            a = replace(a, outcome="FAILED", detail=detail)
+        out.append(a)
+    return out
 
 
 def actions_table(actions: Sequence[Action]) -> str:

@@ -73,6 +73,24 @@ def with_hash(canonical: str) -> str:
     return canonical[:-1] + ',"Outputs":' + json.dumps(output, separators=(",", ":")) + "}"
 
 
+def render_key(code_key: str, digest: str, values: Mapping[str, str | float]) -> str:
+    """What a client's rendered files are made of: the baseline code, its shape and its values."""
+    return hashlib.sha256(json.dumps([code_key, digest, values], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def rendered_as(outdir: Path, client: str, key: str) -> bool:
+    """The index of ``outdir`` vouches that ``client``'s files were rendered from ``key`` and are
+    untouched since (an assembly without the index, e.g. from ``cdk synth``, vouches for nothing)."""
+    try:
+        index = json.loads((outdir / INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    record = (index.get("clients") or {}).get(client) if index.get("version") == INDEX_VERSION else None
+    if not record or record.get("key") != key:
+        return False
+    return all(_stat(outdir / name) == stat[:2] for name, stat in (record.get("files") or {}).items())
+
+
 def _stat(path: Path) -> list[int] | None:
     try:
         st = path.stat()
@@ -132,9 +150,7 @@ class AssemblyWriter:
         return all(_stat(self.outdir / name) == stat[:2] for name, stat in record["files"].items())
 
     def render_client(self, client: str, digest: str, entry: ShapeEntry, values: Mapping[str, str | float]) -> None:
-        key = hashlib.sha256(
-            json.dumps([self.code_key, digest, values], sort_keys=True, default=str).encode()
-        ).hexdigest()
+        key = render_key(self.code_key, digest, values)
         old = (self.old.get("clients") or {}).get(client)
         if self._unchanged(old, key):
             assert old is not None

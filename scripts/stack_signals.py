@@ -48,6 +48,19 @@ _DETECTION_TIMEOUT_S = 600.0
 
 # --- which control a template resource belongs to ----------------------------------------
 
+#: The budget control's resources: the budget, its alert topic (whose e-mail subscriptions are
+#: the recipients) and policy, and Cost Anomaly Detection, which alerts through the same topic.
+_BUDGET_TYPES = frozenset(
+    {
+        "AWS::Budgets::Budget",
+        "AWS::SNS::Topic",
+        "AWS::SNS::TopicPolicy",
+        "AWS::SNS::Subscription",
+        "AWS::CE::AnomalyMonitor",
+        "AWS::CE::AnomalySubscription",
+    }
+)
+
 
 def control_of(resource: Mapping[str, Any], baseline: ClientBaseline) -> str | None:
     """The drift control a template resource implements, or None (reported as ``stack``)."""
@@ -55,7 +68,10 @@ def control_of(resource: Mapping[str, Any], baseline: ClientBaseline) -> str | N
     props = resource.get("Properties") or {}
     if rtype == "AWS::CloudTrail::Trail":
         return "cloudtrail"
-    if rtype == "AWS::Budgets::Budget":
+    if rtype == "AWS::Logs::LogGroup" and props.get("LogGroupName") == baseline.trail.log_group_name:
+        return "cloudtrail"  # the trail's CloudWatch Logs delivery (HIPAA/PCI)
+    if rtype in _BUDGET_TYPES:
+        # The budget alerts through the topic; its e-mail subscriptions are the recipients.
         return "budget"
     if rtype == "AWS::Config::ConfigurationRecorder":
         return "config-recorder"
@@ -72,6 +88,8 @@ def control_of(resource: Mapping[str, Any], baseline: ClientBaseline) -> str | N
             return "msp-role"
         if role == baseline.config_role.role_name:
             return "config-recorder"
+        if role == baseline.trail.logs_role_name:
+            return "cloudtrail"
     if rtype == "AWS::IAM::ManagedPolicy" and props.get("ManagedPolicyName") == baseline.boundary.name:
         return "permission-boundary"
     return None

@@ -37,7 +37,7 @@ from typing import Any
 from baseline.model import EffectiveClient
 from baseline.portfolio import Portfolio, load_portfolio
 from scripts.assembly import STACK_TYPE, TEMPLATE_HASH_OUTPUT
-from scripts.render import AssemblyWriter, CachedStack, ShapeEntry
+from scripts.render import AssemblyWriter, CachedStack, ShapeEntry, render_key, rendered_as
 from scripts.shapes import (
     ClientShape,
     NoShape,
@@ -154,6 +154,26 @@ def synthesize(
     if not quiet:
         print(stats.line(outdir))
     return 0
+
+
+def stale_clients(outdir: Path, portfolio: Portfolio, clients: Sequence[str]) -> list[str]:
+    """The ``clients`` whose templates in the assembly ``outdir`` are not vouched to be what the
+    current code and overrides synthesize (``vend synth``'s render index: the code fingerprint,
+    the client's shape and values, files untouched since). A client synthesized on its own, or
+    an assembly without the index (``cdk synth``), cannot be vouched for: it counts as stale."""
+    code = code_fingerprint()[0][:24]
+    stale = []
+    for c in portfolio.clients:
+        if c.client not in clients:
+            continue
+        try:
+            shape = shape_of(c, portfolio.defaults)
+        except NoShape:
+            stale.append(c.client)
+            continue
+        if not rendered_as(outdir, c.client, render_key(code, shape.digest, shape.values)):
+            stale.append(c.client)
+    return stale
 
 
 def synthesize_direct(

@@ -157,8 +157,11 @@ def test_lost_data_events_and_source_identity_are_drift_with_a_fix_that_does_som
     trail = found[ACME_TRAIL]
     assert trail["expected"] == {"S3DataEvents": "All"} and trail["actual"] == {"S3DataEvents": "None"}
     role = found[ACME_ROLE]
-    assert role["expected"] == {"source_identity_required": True}
-    assert role["actual"] == {"source_identity_required": False}
+    # Per statement, by value: the one statement's SourceIdentity condition is gone.
+    assert role["expected"]["source_identity"] == [["?*"]] and role["actual"]["source_identity"] == [[]]
+    assert set(role["expected"]) == {"source_identity", "trust_policy"}
+    (changed,) = role["actual"]["trust_policy"]["only in the live policy"]
+    assert "StringLike" not in changed["Condition"]
     # `vend deploy` skips an unchanged template: the fix for live drift is remediation.
     for f in (trail, role):
         assert "vend drift acme-health --remediate" in f["fix"] and "vend deploy" not in f["fix"], f["fix"]
@@ -193,6 +196,167 @@ def test_remediate_fixes_data_events_and_source_identity_and_is_honest_about_the
     (action,) = report["remediation"]
     assert (action["client"], action["outcome"]) == ("oldtrail", "SKIPPED")
     assert action["how"] == "manual" and "inherited.cloudtrail: replace" in action["what"]
+
+
+ACME = "111122223333"
+ACME_BUDGET = ("acme-health", "global", "budget")
+
+
+def _trust(iam: Any) -> dict[str, Any]:
+    doc = iam.get_role(RoleName="VendMspAccess")["Role"]["AssumeRolePolicyDocument"]
+    return dict(json.loads(doc) if isinstance(doc, str) else doc)
+
+
+def test_each_trust_statement_is_checked_on_its_own_and_restored(
+    deployed: Path, access: AwsAccess, emulator: Emulator, overrides: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second statement trusting the MSP account with no ExternalId and no principal limit is
+    drift (conditions are never pooled across statements); so is a SourceIdentity of "*"."""
+    iam = access.client(_session(access, ACME), "iam", "us-east-1")
+    trust = _trust(iam)
+    backdoor = {"Sid": "Backdoor", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}
+    trust["Statement"].append({**backdoor, "Action": "sts:AssumeRole"})
+    iam.update_assume_role_policy(RoleName="VendMspAccess", PolicyDocument=json.dumps(trust))
+    code, report, _ = _drift(capsys, emulator, overrides, deployed)
+    role = _by_key(report)[ACME_ROLE]
+    assert code == 3 and role["status"] == "DRIFTED"
+    assert role["actual"]["external_id"] == [["acme-health-4b1d9e"], []]
+    assert role["actual"]["principal_arn_patterns"][1] == []
+    (extra,) = role["actual"]["trust_policy"]["only in the live policy"]
+    assert extra["Sid"] == "Backdoor" and "Condition" not in extra
+    assert "not in the code: Backdoor" in role["detail"]
+
+    # The value counts, not only the key: "*" also matches an empty source identity.
+    trust = _trust(iam)
+    trust["Statement"] = [st for st in trust["Statement"] if st.get("Sid") != "Backdoor"]
+    trust["Statement"][0]["Condition"]["StringLike"] = {"sts:SourceIdentity": "*"}
+    iam.update_assume_role_policy(RoleName="VendMspAccess", PolicyDocument=json.dumps(trust))
+    trust["Statement"].append({**backdoor, "Action": "sts:AssumeRole"})
+    iam.update_assume_role_policy(RoleName="VendMspAccess", PolicyDocument=json.dumps(trust))
+    code, report, _ = _drift(capsys, emulator, overrides, deployed)
+    role = _by_key(report)[ACME_ROLE]
+    assert role["actual"]["source_identity"] == [["*"], []] and role["expected"]["source_identity"] == [["?*"]]
+
+    code, report, err = _drift(capsys, emulator, overrides, deployed, "--remediate")
+    actions = {(a["client"], a["region"], a["control"]): a for a in report["remediation"]}
+    assert actions[ACME_ROLE]["outcome"] == "DONE", err
+    assert ACME_ROLE not in _not_in_sync(report)
+    (statement,) = _trust(iam)["Statement"]
+    assert statement["Sid"] == "MspPrincipalsWithExternalId"
+    assert statement["Condition"]["StringLike"] == {"sts:SourceIdentity": "?*"}
+
+
+def test_the_trails_cloudwatch_logs_delivery_is_checked_and_restored(
+    deployed: Path, access: AwsAccess, emulator: Emulator, overrides: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """HIPAA's CloudWatch Logs delivery taken off the trail, and the group's retention cut: both
+    DRIFTED; remediation restores the template's group and role (its Fn::GetAtt, resolved from
+    the stack's resources) and the retention."""
+    acme = _session(access, ACME)
+    ct = access.client(acme, "cloudtrail", "us-east-1")
+    (before,) = ct.describe_trails(trailNameList=["vend-baseline"])["trailList"]
+    # CloudFormation's Arn of a log group ends in ":*" (moto's does not): the same group either way.
+    group_arn = before["CloudWatchLogsLogGroupArn"].removesuffix(":*")
+    assert group_arn == f"arn:aws:logs:us-east-1:{ACME}:log-group:vend-cloudtrail"
+    ct.update_trail(Name="vend-baseline", CloudWatchLogsLogGroupArn="", CloudWatchLogsRoleArn="")
+    logs = access.client(acme, "logs", "us-east-1")
+    logs.put_retention_policy(logGroupName="vend-cloudtrail", retentionInDays=1)
+    code, report, _ = _drift(capsys, emulator, overrides, deployed)
+    trail = _by_key(report)[ACME_TRAIL]
+    assert code == 3 and trail["status"] == "DRIFTED"
+    assert trail["expected"] == {
+        "CloudWatchLogsLogGroup": "vend-cloudtrail",
+        "CloudWatchLogsRole": "vend-cloudtrail-logs",
+        "LogGroupRetentionDays": 365,
+    }
+    assert trail["actual"] == {"CloudWatchLogsLogGroup": None, "CloudWatchLogsRole": None, "LogGroupRetentionDays": 1}
+
+    code, report, err = _drift(capsys, emulator, overrides, deployed, "--remediate")
+    action = {(a["client"], a["region"], a["control"]): a for a in report["remediation"]}[ACME_TRAIL]
+    assert action["outcome"] == "DONE" and "UpdateTrail" in action["what"] and "PutRetentionPolicy" in action["what"], (
+        err
+    )
+    assert ACME_TRAIL not in _not_in_sync(report)
+    (after,) = ct.describe_trails(trailNameList=["vend-baseline"])["trailList"]
+    assert after["CloudWatchLogsLogGroupArn"].removesuffix(":*") == group_arn
+    assert after["CloudWatchLogsRoleArn"] == before["CloudWatchLogsRoleArn"]
+    (group,) = logs.describe_log_groups(logGroupNamePrefix="vend-cloudtrail")["logGroups"]
+    assert group["retentionInDays"] == 365
+
+
+def test_a_lost_budget_recipient_is_resubscribed_and_only_then_done(
+    deployed: Path, access: AwsAccess, emulator: Emulator, overrides: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sns = access.client(_session(access, ACME), "sns", "us-east-1")
+    topic = f"arn:aws:sns:us-east-1:{ACME}:vend-alerts"
+    subs = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    (ops,) = [s for s in subs if s["Endpoint"] == "cloud-ops@acme.example"]
+    sns.unsubscribe(SubscriptionArn=ops["SubscriptionArn"])
+    code, report, _ = _drift(capsys, emulator, overrides, deployed)
+    budget = _by_key(report)[ACME_BUDGET]
+    assert code == 3 and budget["status"] == "DRIFTED"
+    assert budget["expected"] == {"notify": ["cloud-ops@acme.example", "finops@msp.example"]}
+    assert budget["actual"] == {"notify": ["finops@msp.example"]}
+
+    code, report, err = _drift(capsys, emulator, overrides, deployed, "--remediate")
+    action = {(a["client"], a["region"], a["control"]): a for a in report["remediation"]}[ACME_BUDGET]
+    assert action["outcome"] == "DONE" and "sns:Subscribe cloud-ops@acme.example" in action["what"], err
+    assert "re-created" not in action["what"]  # the budget itself was fine: not touched
+    assert ACME_BUDGET not in _not_in_sync(report)
+    endpoints = {s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]}
+    assert endpoints == {"cloud-ops@acme.example", "finops@msp.example"}
+
+
+def test_a_stale_assembly_is_not_taken_for_the_current_code(
+    deployed: Path,
+    access: AwsAccess,
+    emulator: Emulator,
+    overrides: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """OUTDATED means "not what the current code and overrides produce". An older assembly
+    passed with --assembly must not turn an undeployed change into live drift, nor a deployed
+    one into OUTDATED (remediation would then deploy the old template)."""
+    old = overrides / "oldtrail.yaml"
+    old.write_text(old.read_text().replace("monthly_limit_usd: 400", "monthly_limit_usd: 450"))
+    code, report, err = _drift(capsys, emulator, overrides, deployed)
+    assert _by_key(report)[("oldtrail", "global", "budget")]["status"] == "OUTDATED"
+    assert "is not what the current code and overrides synthesize (for oldtrail)" in err
+    assert any("compared with a fresh synthesis" in n for n in report["notes"])
+
+    current = tmp_path / "cdk.out"
+    assert synthesize(overrides, current, validation=False, quiet=True) == 0
+    portfolio, _ = load_portfolio(overrides)
+    assert portfolio is not None
+    assert all(r.outcome == "OK" for r in run_deploy(access, portfolio, current, ["oldtrail"], concurrency=1))
+    code, report, _ = _drift(capsys, emulator, overrides, deployed, "--remediate")
+    assert _by_key(report)[("oldtrail", "global", "budget")]["status"] == "IN_SYNC"
+    assert not [a for a in report["remediation"] if a["control"] == "budget"]  # nothing rolled back
+    code, report, err = _drift(capsys, emulator, overrides, current)
+    assert "not what the current code" not in err
+
+
+def test_an_empty_rule_set_says_what_the_baseline_expects() -> None:
+    """No rules expected (all waived or scoped elsewhere) is said as such, and one of vend's
+    rules still there is drift; rules expected and none found is MISSING."""
+    from baseline.spec import ConfigRuleSpec, client_baseline
+    from scripts.drift import _compare_rules, _Ctx
+
+    portfolio, _ = load_portfolio(REPO / "overrides")
+    assert portfolio is not None
+    ctx = _Ctx(AwsAccess(), None, client_baseline(portfolio.client("brightmart"), portfolio.defaults), frozenset())
+    rule = {"ConfigRuleName": "vend-encrypted-volumes", "Source": {"SourceIdentifier": "ENCRYPTED_VOLUMES"}}
+    _compare_rules(ctx, "eu-west-1", "config-rules", (), {})
+    _compare_rules(ctx, "eu-west-1", "config-rules", (), {"vend-encrypted-volumes": rule, "their-rule": {}})
+    _compare_rules(
+        ctx, "eu-west-1", "config-rules", (ConfigRuleSpec("vend-encrypted-volumes", "ENCRYPTED_VOLUMES", ()),), {}
+    )
+    quiet, extra, missing = ctx.findings
+    assert quiet.status == "IN_SYNC" and "the baseline expects no config-rules here" in quiet.detail
+    assert "0 rule(s)" not in quiet.detail and "none found" in quiet.detail
+    assert extra.status == "DRIFTED" and extra.actual == ["vend-encrypted-volumes"]
+    assert missing.status == "MISSING"
 
 
 def test_assess_runs_despite_an_expired_exception(

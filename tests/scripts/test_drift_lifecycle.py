@@ -203,8 +203,8 @@ def test_each_kind_of_out_of_band_change_is_found(
     assert trail["expected"] == {"IsLogging": True, "LogFileValidationEnabled": True}
     assert trail["actual"] == {"IsLogging": False, "LogFileValidationEnabled": False}
     role = by_key[("brightmart", "global", "msp-role")]
-    assert set(role["expected"]) == {"external_id", "managed_policies", "permissions_boundary"}
-    assert role["actual"]["external_id"] == ["leaked-123"]
+    assert set(role["expected"]) == {"external_id", "trust_policy", "managed_policies", "permissions_boundary"}
+    assert role["actual"]["external_id"] == [["leaked-123"]]  # per statement
     assert by_key[("ledgerly", "us-west-2", "config-delivery")]["actual"]["s3BucketName"] == "someone-elses-bucket"
     detector = by_key[("acme-health", "us-east-1", "guardduty")]
     assert detector["expected"] == {"Status": "ENABLED"} and detector["actual"] == {"Status": "DISABLED"}

@@ -616,6 +616,15 @@ DRIVER_CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("cloudtrail:GetEventSelectors", f"arn:aws:cloudtrail:us-east-1:{ACME}:trail/vend-baseline", {}),
     ("cloudtrail:StartLogging", f"arn:aws:cloudtrail:us-east-1:{ACME}:trail/vend-baseline", {}),
     ("cloudtrail:PutEventSelectors", f"arn:aws:cloudtrail:us-east-1:{ACME}:trail/vend-baseline", {}),
+    ("cloudtrail:UpdateTrail", f"arn:aws:cloudtrail:us-east-1:{ACME}:trail/vend-baseline", {}),  # CloudWatch Logs
+    (
+        "iam:PassRole",
+        f"arn:aws:iam::{ACME}:role/vend-cloudtrail-logs",
+        {"iam:PassedToService": "cloudtrail.amazonaws.com"},
+    ),
+    ("logs:DescribeLogGroups", "*", {}),
+    ("logs:CreateLogGroup", f"arn:aws:logs:us-east-1:{ACME}:log-group:vend-cloudtrail", {}),
+    ("logs:PutRetentionPolicy", f"arn:aws:logs:us-east-1:{ACME}:log-group:vend-cloudtrail", {}),
     ("config:DescribeConfigurationRecorders", "*", {}),
     ("config:DescribeConfigurationRecorderStatus", "*", {}),
     ("config:DescribeDeliveryChannels", "*", {}),
@@ -629,6 +638,8 @@ DRIVER_CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("guardduty:DeleteDetector", f"arn:aws:guardduty:us-east-1:{ACME}:detector/d", {}),
     ("budgets:ViewBudget", f"arn:aws:budgets::{ACME}:budget/vend-acme-health-monthly-1", {}),
     ("sns:ListSubscriptionsByTopic", f"arn:aws:sns:us-east-1:{ACME}:vend-alerts", {}),
+    ("sns:Subscribe", f"arn:aws:sns:us-east-1:{ACME}:vend-alerts", {}),  # remediation: the recipients
+    ("sns:Unsubscribe", f"arn:aws:sns:us-east-1:{ACME}:vend-alerts", {}),
     ("iam:ListUsers", "*", {}),
     ("iam:ListAccessKeys", f"arn:aws:iam::{ACME}:user/u", {}),
     ("iam:GetAccountSummary", "*", {}),
