@@ -72,7 +72,8 @@ class ConfigRecorder(Construct):
         self.recorder = config.CfnConfigurationRecorder(
             self,
             "Recorder",
-            name=recorder.name,
+            # An adopted recorder keeps the account's name (imported; baseline/adoption.py).
+            name=None if recorder.adopt else recorder.name,
             role_arn=Fn.sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{recorder.role_name}"),
             recording_group=config.CfnConfigurationRecorder.RecordingGroupProperty(
                 all_supported=recorder.all_supported,
@@ -82,7 +83,7 @@ class ConfigRecorder(Construct):
         self.delivery_channel = config.CfnDeliveryChannel(
             self,
             "DeliveryChannel",
-            name=delivery.name,
+            name=None if delivery.adopt else delivery.name,
             s3_bucket_name=delivery.bucket_name,
             # <retention class>/AWSLogs/<account>/Config/...: the central bucket's lifecycle
             # rule for the class keeps the snapshots as long as the client's profiles ask.

@@ -222,27 +222,29 @@ class InheritedOverride(_Strict):
           guardduty_detector: replace           # every region: delete it; vend deploys its own
           cloudtrail: adopt                     # keep the account's trail instead of vend-baseline
 
-    ``adopt`` keeps the resource (the stack creates none there) and drift checks it against
-    the baseline; ``replace`` deletes it before the deploy: the reviewed override is the
-    consent. Unset while one exists: the client's deploy stops with a message naming this.
+    ``adopt`` keeps the resource and drift checks it against the baseline: a recorder,
+    channel or detector is imported into the client's stack (retained, CloudFormation then
+    manages it; ``baseline/adoption.py``), a trail stays outside it; ``replace`` deletes it
+    before the deploy: the reviewed override is the consent. Unset while one exists: the
+    client's deploy stops with a message naming this.
     """
 
     config_recorder: RegionalInheritedAction | None = Field(
         default=None,
-        description="An existing Config recorder: adopt (keep, check) or replace (delete); one action, or one per "
-        "region.",
+        description="An existing Config recorder: adopt (keep, import into the stack, check) or replace "
+        "(delete); one action, or one per region.",
         examples=[{"us-east-1": "adopt"}, "replace"],
     )
     config_delivery_channel: RegionalInheritedAction | None = Field(
         default=None,
-        description="An existing Config delivery channel: adopt (keep, check) or replace (delete); one action, or "
-        "one per region.",
+        description="An existing Config delivery channel: adopt (keep, import into the stack, check) or "
+        "replace (delete); one action, or one per region.",
         examples=[{"us-east-1": "adopt"}, "replace"],
     )
     guardduty_detector: RegionalInheritedAction | None = Field(
         default=None,
-        description="An existing GuardDuty detector: adopt (keep, check) or replace (delete); one action, or one "
-        "per region.",
+        description="An existing GuardDuty detector: adopt (keep, import into the stack, check) or replace "
+        "(delete); one action, or one per region.",
         examples=["replace", {"eu-central-1": "adopt"}],
     )
     cloudtrail: InheritedAction | None = Field(

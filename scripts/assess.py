@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from baseline.model import EffectiveClient
 from baseline.spec import ClientBaseline
 from scripts.aws import AssumeRoleError, AwsAccess
-from scripts.preflight import owned_resources
+from scripts.preflight import account_trails, owned_resources
 
 Risk = Literal["critical", "high", "medium", "low"]
 RISKS: tuple[Risk, ...] = ("critical", "high", "medium", "low")
@@ -194,22 +194,18 @@ def _guardduty(run: _Run, region: str) -> None:
 
 def _trails(run: _Run) -> None:
     seen: dict[str, dict[str, Any]] = {}
-    for region in run.client.regions:
-        ct = run.api("cloudtrail", region)
-        for t in ct.describe_trails(includeShadowTrails=False).get("trailList", []):
-            arn = t.get("TrailARN", t.get("Name", ""))
-            if arn in seen:
-                continue
-            logging = bool(ct.get_trail_status(Name=arn).get("IsLogging"))
-            seen[arn] = {
-                "name": t.get("Name"),
-                "home_region": t.get("HomeRegion", region),
-                "multi_region": bool(t.get("IsMultiRegionTrail")),
-                "logging": logging,
-                "log_file_validation": bool(t.get("LogFileValidationEnabled")),
-                "bucket": t.get("S3BucketName"),
-                "kms": bool(t.get("KmsKeyId")),
-            }
+    # Account-wide: a multi-region trail homed in a region the client does not use still covers it.
+    for t, status in account_trails(run.access, run.session, run.client.home_region, run.client.regions):
+        arn = str(t.get("TrailARN", t.get("Name", "")))
+        seen[arn] = {
+            "name": t.get("Name"),
+            "home_region": t["HomeRegion"],
+            "multi_region": bool(t.get("IsMultiRegionTrail")),
+            "logging": bool(status.get("IsLogging")),
+            "log_file_validation": bool(t.get("LogFileValidationEnabled")),
+            "bucket": t.get("S3BucketName"),
+            "kms": bool(t.get("KmsKeyId")),
+        }
     run.out.inventory["trails"] = list(seen.values())
     home = run.client.home_region
     if not any(t["multi_region"] and t["logging"] for t in seen.values()):

@@ -509,7 +509,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from scripts.show import provenance, render
 
     portfolio = _load(args.overrides) or _load_despite_expired_exceptions(
-        args.overrides, "the assessment reports the account as found, whatever the exceptions waive"
+        args.overrides, "shown with the client's effective config; renew or remove them before the next deploy"
     )
     if portfolio is None:
         return EXIT_INVALID

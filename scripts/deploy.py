@@ -145,6 +145,12 @@ class Target:
     #: Runs with the target's session before any stack (issue 6: inherited resources,
     #: ``scripts/preflight.py``); a message stops this target, FAILED, with nothing changed.
     preflight: Callable[[AwsAccess, Any], str | None] | None = field(default=None, compare=False, repr=False)
+    #: Runs before each stack's deploy with the session and the stack's CloudFormation client
+    #: (issue 6: imports the resources the client adopts, ``scripts/resource_import.py``); a
+    #: message fails the stack, with nothing else done to it.
+    before_stack: Callable[[AwsAccess, Any, Any, StackArtifact], str | None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -932,6 +938,9 @@ def _deploy_target_stacks(access: AwsAccess, target: Target, *, options: StackOp
                 f"{stack.account}; check the target's role",
                 0.0,
             )
+        failed = _before_stack(access, session, target, clients[stack.region], stack)
+        if failed is not None:
+            return failed
         return deploy_stack(
             clients[stack.region],
             stack,
@@ -961,6 +970,23 @@ def _deploy_target_stacks(access: AwsAccess, target: Target, *, options: StackOp
         results.extend(done)
         failed = failed or next((r for r in done if r.outcome == "FAILED"), None)
     return _target_result(target, account, results)
+
+
+def _before_stack(
+    access: AwsAccess, session: Any, target: Target, cfn: Any, stack: StackArtifact
+) -> StackResult | None:
+    """``target.before_stack`` for one stack (issue 6: import adopted resources); None: go on."""
+    if target.before_stack is None:
+        return None
+    start = time.monotonic()
+    try:
+        problem = target.before_stack(access, session, cfn, stack)
+    except Exception as err:  # like deploy_stack: one stack's surprise is that stack's failure
+        problem = f"unexpected error before the deploy: {type(err).__name__}: {err}"
+    if problem is None:
+        return None
+    seconds = round(time.monotonic() - start, 3)
+    return StackResult(stack.stack_name, stack.account, stack.region, "FAILED", problem, seconds)
 
 
 def _target_result(target: Target, account: str, results: Sequence[StackResult]) -> TargetResult:

@@ -80,14 +80,25 @@ def build_targets(
     )
     from baseline.spec import client_baseline
     from scripts.preflight import deploy_hook  # issue 6: recorder/channel/detector/trail the account had
+    from scripts.resource_import import Importer, adopts
 
     targets = []
     for name in clients:
         c = portfolio.client(name)
         own = tuple(s for s in stacks if s.tags.get(CLIENT_TAG) == name)
-        hook = deploy_hook(client_baseline(c, portfolio.defaults))
+        baseline = client_baseline(c, portfolio.defaults)
+        # issue 6: what the client adopts is imported into its stacks before their update.
+        importer = Importer(baseline) if adopts(baseline) else None
+        hook = deploy_hook(baseline, importer)
         targets.append(
-            Target(name=name, role_arn=c.deploy_role_arn, external_id=c.external_id, stacks=own, preflight=hook)
+            Target(
+                name=name,
+                role_arn=c.deploy_role_arn,
+                external_id=c.external_id,
+                stacks=own,
+                preflight=hook,
+                before_stack=importer,
+            )
         )
     return first, targets
 

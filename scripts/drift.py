@@ -886,7 +886,11 @@ def fix_for(f: Finding) -> str:
         return f"run `vend deploy {c} --refresh`: the stack is not deployed"
     if f.status == "MISSING" and ": adopt)" in f.detail:
         setting = f.detail.rsplit("(", 1)[-1].rstrip(")")
-        return f"nothing to adopt: remove `{setting}` from overrides/{c}.yaml and run `vend deploy {c}`"
+        return (
+            f"nothing to adopt: remove `{setting}` from overrides/{c}.yaml and run `vend deploy {c}`; "
+            f"if the adopted one was imported into the stack and deleted since, `vend drift {c} --remediate` "
+            "re-creates it through CloudFormation"
+        )
     if f.detail.startswith("CloudFormation drift detection"):
         return "only CloudFormation drift detection saw this: compare the resource with its template and revert by hand"
     if f.control == "permission-boundary" and isinstance(f.expected, dict) and BOUNDARY_DOCUMENT in f.expected:

@@ -26,7 +26,8 @@ Escalation paths it closes:
   tagged;
 * KMS: key policies and key settings only on keys tagged ``vend:client=<client>``; a key gets
   that tag only when created with it, or from CloudFormation (which tags only keys its own
-  stacks created: resource import is denied); no key policy that bypasses the lockout check;
+  stacks created: resource import is denied, but of an adopted Config recorder, delivery
+  channel or GuardDuty detector); no key policy that bypasses the lockout check;
 * no IAM users, access keys, login profiles or other long-lived credentials;
 * Cost Anomaly Detection, Budgets, SNS, CloudTrail, CloudWatch Logs: only vend's own monitor,
   subscription, budgets, topic, trail and log group (by name or by the ``vend:client`` tag);
@@ -49,6 +50,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from baseline.adoption import IMPORT_IDENTIFIERS
 from baseline.model import EffectiveClient, MspDefaults
 from baseline.spec import (
     ALERTS_KEY_ALIAS,
@@ -137,7 +139,9 @@ def deploy_policy(msp_role_name: str, client: str, deploy_role_name: str) -> dic
         "Version": "2012-10-17",
         "Statement": [
             # --- CloudFormation: the vend-* stacks only, and no resource import (it would hand
-            # CloudFormation, and so the tag-based statements below, a resource vend did not create).
+            # CloudFormation, and so the tag-based statements below, a resource vend did not create)
+            # but of the recorder, channel and detector an override adopts (baseline/adoption.py):
+            # one per account and region, none of them reached by a tag-based statement.
             {
                 "Sid": "BaselineStacks",
                 "Effect": "Allow",
@@ -160,7 +164,9 @@ def deploy_policy(msp_role_name: str, client: str, deploy_role_name: str) -> dic
                 "Effect": "Deny",
                 "Action": "cloudformation:CreateChangeSet",
                 "Resource": "*",
-                "Condition": {"Null": {"cloudformation:ImportResourceTypes": "false"}},
+                "Condition": {
+                    "ForAnyValue:StringNotEquals": {"cloudformation:ImportResourceTypes": sorted(IMPORT_IDENTIFIERS)}
+                },
             },
             # --- IAM roles: vend-* and the MSP role, always with the vend boundary
             {

@@ -7,20 +7,21 @@ The preflight finds them first (and the account's own trails), in the client's a
 with the deploy role, and does what the client's override says, per control::
 
     inherited:
-      config_recorder: adopt            # keep it; the stack creates none; drift checks it
+      config_recorder: adopt            # keep it: imported into the stack (scripts/resource_import.py)
       config_delivery_channel: adopt
       guardduty_detector: replace       # delete it now; the stack creates vend's
-      cloudtrail: adopt
+      cloudtrail: adopt                 # keep the account's trail (outside the stack); drift checks it
 
 Unset, the client's deploy stops before any stack changes, with a message naming the
 setting. ``replace`` deletes only what the override names, so the consent is in the
-reviewed override file. Resources the client's own stacks created are never "inherited".
+reviewed override file. Resources the client's own stacks created (or imported) are never
+"inherited". Trails are found account-wide (:func:`account_trails`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,34 @@ def owned_resources(access: AwsAccess, session: Any, baseline: ClientBaseline) -
     return owned
 
 
+def account_trails(
+    access: AwsAccess, session: Any, home_region: str, regions: Sequence[str]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every trail that records in the account's regions, once each: (trail, its status).
+
+    A multi-region trail is homed in one region, maybe one the client does not use; in any
+    other region ``DescribeTrails`` with shadow trails lists it too, so the home region's call
+    finds every multi-region trail of the account. Single-region trails are looked for in each
+    of the client's regions. Deduplicated by ARN; the status is read in the trail's home region."""
+    found: dict[str, dict[str, Any]] = {}
+    for region, shadows in [(home_region, True), *((r, False) for r in regions if r != home_region)]:
+        ct = access.client(session, "cloudtrail", region)
+        for trail in ct.describe_trails(includeShadowTrails=shadows).get("trailList", []):
+            arn = str(trail.get("TrailARN") or trail.get("Name", ""))
+            if arn and arn not in found:
+                found[arn] = {**trail, "HomeRegion": trail.get("HomeRegion") or _arn_region(arn) or region}
+    out = []
+    for arn, trail in found.items():
+        status = access.client(session, "cloudtrail", trail["HomeRegion"]).get_trail_status(Name=arn)
+        out.append((trail, dict(status)))
+    return out
+
+
+def _arn_region(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 5 and parts[3] else None
+
+
 def find_inherited(access: AwsAccess, session: Any, baseline: ClientBaseline) -> list[Inherited]:
     """Every recorder, delivery channel, detector and trail the client's stacks did not create."""
     c = baseline.client
@@ -133,16 +162,14 @@ def find_inherited(access: AwsAccess, session: Any, baseline: ClientBaseline) ->
                 found.append(
                     Inherited(region, "guardduty", detector_id, status, inherited.action("guardduty_detector", region))
                 )
-        ct = access.client(session, "cloudtrail", region)
-        # Trails homed in this region; multi-region trails of other regions show up as shadows.
-        for trail in ct.describe_trails(includeShadowTrails=False).get("trailList", []):
-            arn = trail.get("TrailARN", trail.get("Name", ""))
-            if trail.get("Name") in owned or arn in owned or arn in trails:
-                continue
-            logging = ct.get_trail_status(Name=arn).get("IsLogging")
-            scope = "multi-region" if trail.get("IsMultiRegionTrail") else "single-region"
-            state = f"{scope}, {'logging' if logging else 'not logging'}"
-            trails[arn] = Inherited(trail.get("HomeRegion", region), "cloudtrail", arn, state, inherited.cloudtrail)
+    # Account-wide: a multi-region trail homed in a region the client does not use counts too.
+    for trail, status in account_trails(access, session, c.home_region, c.regions):
+        arn = str(trail.get("TrailARN", trail.get("Name", "")))
+        if trail.get("Name") in owned or arn in owned:
+            continue
+        scope = "multi-region" if trail.get("IsMultiRegionTrail") else "single-region"
+        state = f"{scope}, {'logging' if status.get('IsLogging') else 'not logging'}"
+        trails[arn] = Inherited(trail["HomeRegion"], "cloudtrail", arn, state, inherited.cloudtrail)
     return found + list(trails.values())
 
 
@@ -221,11 +248,15 @@ def preflight(access: AwsAccess, session: Any, baseline: ClientBaseline, *, appl
     return result
 
 
-def deploy_hook(baseline: ClientBaseline) -> Any:
-    """The callable a deploy target runs with its session before its stacks (None = go on)."""
+def deploy_hook(baseline: ClientBaseline, importer: Any = None) -> Any:
+    """The callable a deploy target runs with its session before its stacks (None = go on).
+    ``importer`` (:class:`scripts.resource_import.Importer`) is told what was found: the
+    identifiers of the resources the client adopts."""
 
     def hook(access: AwsAccess, session: Any) -> str | None:
         result = preflight(access, session, baseline)
+        if importer is not None and result.ok:
+            importer.remember(result.found)
         for line in result.done:
             print(f"preflight {baseline.client.client}: {line}", file=sys.stderr, flush=True)
         if not result.ok:

@@ -51,6 +51,7 @@ from scripts.drift import (
     Finding,
     adopted_trail,
 )
+from scripts.resource_import import Importer, ImportFailed, adopts, import_adopted
 from scripts.stack_protection import ProtectionOptions
 from scripts.stack_signals import STACK_CONTROL, control_of, stack_region, stacks_of
 
@@ -258,6 +259,14 @@ class _ClientFix:
             tags = dict(art.tags) if art else self._stack_tags(stack_name)
             art = StackArtifact(stack_name, stack_name, self.account(), region, path, (), tags)
         assert art is not None
+        if template is None and adopts(self.baseline):
+            # The current template may hold adopted resources the stack does not yet: imported first.
+            try:
+                import_adopted(
+                    Importer(self.baseline), self.access, self.session, self.client("cloudformation", region), art
+                )
+            except ImportFailed as exc:
+                raise RuntimeError(f"{stack_name}: import of adopted resources: {exc}") from exc
         protection = ProtectionOptions(allow=tuple(allow))
         result = deploy_stack(self.client("cloudformation", region), art, poll_s=1.0, protection=protection)
         self._deployed.pop(stack_name, None)
@@ -730,7 +739,8 @@ def _remediate_client(fix: _ClientFix, findings: Sequence[Finding]) -> None:
                 f"or remove it from the override and run `vend deploy {f.client}`",
                 "SKIPPED",
             )
-        elif f.status == "MISSING" and setting:
+        elif f.status == "MISSING" and setting and not fix.logical_ids(fix.stack_of(f), f.control):
+            # An adopted resource the stack holds (imported) is re-created like vend's own, below.
             fix.record(
                 f,
                 "manual",

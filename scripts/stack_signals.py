@@ -30,6 +30,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from baseline.adoption import without_imported
 from baseline.spec import TAG_RULE_NAME, ClientBaseline, global_stack_name, regional_stack_name
 from scripts.assembly import TEMPLATE_HASH_OUTPUT, AssemblyError, StackArtifact, read_assembly
 from scripts.aws import AwsAccess
@@ -212,7 +213,8 @@ def template_signal(
         stack_name, deployed = instance
         sig.stack_name = stack_name  # CloudFormation drift detection looks at this stack
         pseudo = {"AWS::Region": cfn.meta.region_name, "AWS::AccountId": baseline.client.account_id}
-        synthesized = resolve(synthesized, pseudo)
+        # A stack set template leaves adopted resources out (StackSets cannot import them).
+        synthesized = resolve(without_imported(synthesized), pseudo)
         sections: tuple[str, ...] = ("Conditions", "Mappings", "Metadata")  # the rest is the stack set's
     else:
         sections = ("Description", "Parameters", "Conditions", "Mappings", "Outputs", "Metadata")

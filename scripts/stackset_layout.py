@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from baseline.adoption import without_imported
 from baseline.model import EffectiveClient, MspDefaults
 from baseline.spec import client_logging, decimal_text
 from scripts.render import ShapeEntry, with_hash
@@ -178,7 +179,8 @@ def parametrize(
 
     ``own_region`` / ``home_region``: the placeholder names (``region<i>``) of the stack's
     region and of the client's home region."""
-    template = json.loads(template_text)
+    # StackSets cannot import into a stack instance: adopted resources stay the account's.
+    template = without_imported(json.loads(template_text))
     p = _Parametrizer(sentinels, own_region, home_region)
     template.pop("Description", None)  # a literal string: no parameter can reach it
     body = p.walk(template)

@@ -6,6 +6,9 @@ Regional: Config recorder + delivery channel, Config rules, tag rules, GuardDuty
 Every client stack has termination protection and a stack policy (:mod:`stacks.protection`)
 that keeps an update from replacing or deleting the trail, recorder, delivery channel,
 detector, boundary and the baseline roles.
+A recorder, delivery channel or detector the client adopts (``inherited.<setting>: adopt``) is
+in the regional stack like vend's own, retained and marked for import (baseline/adoption.py);
+an adopted trail stays out of the global stack.
 Regional stacks depend on the global one (the recorder role is created there).
 Stacks hand each construct only its own slice of the client's spec.
 """
@@ -14,9 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnResource, Stack
+from aws_cdk import CfnResource, RemovalPolicy, Stack
 from constructs import Construct
 
+from baseline.adoption import IMPORT_METADATA_KEY
 from baseline.boundary import PermissionBoundary
 from baseline.budgets import MonthlyBudget
 from baseline.client_key import ClientKey
@@ -64,26 +68,23 @@ class ClientRegionalStack(Stack):
         ConfigRules(self, "Rules", rules=regional.rules, recorder=recording.recorder)
         if regional.tag_rules:  # empty when a tag-rules exception waives them here (issue 4)
             RequiredTags(self, "TagRule", specs=regional.tag_rules, recorder=recording.recorder)
-        protected: list[CfnResource] = []
-        if not regional.detector.adopt and "guardduty" not in regional.waived:  # issue 4: exception
-            protected.append(Detector(self, "GuardDuty", spec=regional.detector).detector)
-        if not regional.recorder.adopt:
-            protected.append(recording.recorder)
-        if not regional.delivery_channel.adopt:
-            protected.append(recording.delivery_channel)
-        # inherited.*: adopt keeps the account's own recorder/channel (one per region is allowed).
-        if regional.delivery_channel.adopt:
-            _leave_out(self, recording.delivery_channel)
+        protected: list[CfnResource] = [recording.recorder, recording.delivery_channel]
+        if "guardduty" not in regional.waived:  # issue 4: exception
+            detector = Detector(self, "GuardDuty", spec=regional.detector).detector
+            protected.append(detector)
+            if regional.detector.adopt:
+                _adopted(detector, "guardduty_detector")
+        # inherited.*: adopt keeps the account's own recorder/channel/detector (one per region is
+        # allowed): in the stack like vend's own, imported by `vend deploy` (baseline/adoption.py).
         if regional.recorder.adopt:
-            _leave_out(self, recording.recorder)
+            _adopted(recording.recorder, "config_recorder")
+        if regional.delivery_channel.adopt:
+            _adopted(recording.delivery_channel, "config_delivery_channel")
         protect(self, protected)
 
 
-def _leave_out(stack: Stack, resource: CfnResource) -> None:
-    """Remove a resource the account already has, and every DependsOn on it."""
-    for node in stack.node.find_all():
-        if isinstance(node, CfnResource) and node is not resource:
-            node.remove_resource_dependency(resource)
-    parent = resource.node.scope
-    assert parent is not None
-    parent.node.try_remove_child(resource.node.id)
+def _adopted(resource: CfnResource, setting: str) -> None:
+    """The account's resource, imported into the stack: never deleted by CloudFormation (it was
+    there before vend), and marked so that the deploy driver imports it."""
+    resource.apply_removal_policy(RemovalPolicy.RETAIN)
+    resource.add_metadata(IMPORT_METADATA_KEY, setting)

@@ -164,6 +164,8 @@ def _condition_matches(condition: Mapping[str, Mapping[str, Any]], req: Request)
             if not context:
                 if set_op == "ForAllValues":
                     continue  # vacuously true
+                if set_op == "ForAnyValue":
+                    return False  # no value to match, negated or not
                 if if_exists or negated:
                     continue
                 return False
@@ -172,14 +174,16 @@ def _condition_matches(condition: Mapping[str, Mapping[str, Any]], req: Request)
             def hit(cv: str, positive_op: str = positive_op, values: list[str] = values) -> bool:
                 return any(_compare(positive_op, v, cv, req) for v in values)
 
+            def test(cv: str, negated: bool = negated) -> bool:
+                # A negated operator holds for one request value that matches no policy value.
+                return not hit(cv) if negated else hit(cv)
+
             if set_op == "ForAllValues":
-                ok = all(hit(cv) for cv in context)
+                ok = all(test(cv) for cv in context)
             elif set_op == "ForAnyValue":
-                ok = any(hit(cv) for cv in context)
+                ok = any(test(cv) for cv in context)
             else:
-                ok = hit(context[0])
-            if negated:
-                ok = not ok
+                ok = test(context[0])
             if not ok:
                 return False
     return True

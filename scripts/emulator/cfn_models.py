@@ -182,6 +182,11 @@ def _replacement_name(
     return str(custom)
 
 
+def _not_found(resource_type: str, identifier: str) -> str:
+    """CloudFormation's answer when a resource to import does not exist."""
+    return f"Resource of type '{resource_type}' with identifier '{identifier}' was not found."
+
+
 def _create_only_changed(old: dict[str, Any], new: dict[str, Any], keys: Iterable[str]) -> bool:
     return any(old.get(k) != new.get(k) for k in keys)
 
@@ -499,6 +504,16 @@ class ConfigConfigurationRecorder(_Handler, CloudFormationModel):
         return cls(resource_name, account_id, region_name, props)
 
     @classmethod
+    def import_from_cloudformation_json(
+        cls, identifier: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> ConfigConfigurationRecorder:
+        """An IMPORT change set (scripts/emulator/resource_import.py): the account's recorder,
+        as it is, under the stack; later updates change it in place."""
+        if identifier not in _config(account_id, region_name).recorders:
+            raise ResourceHandlerError(_not_found(cls.cloudformation_type(), identifier))
+        return cls(identifier, account_id, region_name, _props(cloudformation_json))
+
+    @classmethod
     def update_from_cloudformation_json(  # type: ignore[misc]
         cls,
         original_resource: ConfigConfigurationRecorder,
@@ -577,6 +592,15 @@ class ConfigDeliveryChannel(_Handler, CloudFormationModel):
             backend.put_delivery_channel(cls._api_channel(resource_name, props))
             _start_recorders(backend)
         return cls(resource_name, account_id, region_name, props)
+
+    @classmethod
+    def import_from_cloudformation_json(
+        cls, identifier: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> ConfigDeliveryChannel:
+        """An IMPORT change set: the account's delivery channel, as it is, under the stack."""
+        if identifier not in _config(account_id, region_name).delivery_channels:
+            raise ResourceHandlerError(_not_found(cls.cloudformation_type(), identifier))
+        return cls(identifier, account_id, region_name, _props(cloudformation_json))
 
     @classmethod
     def update_from_cloudformation_json(  # type: ignore[misc]
@@ -768,6 +792,15 @@ class GuardDutyDetector(_Handler, CloudFormationModel):
                 tags={t["Key"]: t["Value"] for t in _tag_list(props)}, **cls._settings(props)
             )
         return cls(detector_id, account_id, region_name, props)
+
+    @classmethod
+    def import_from_cloudformation_json(
+        cls, identifier: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> GuardDutyDetector:
+        """An IMPORT change set: the account's detector (by id), as it is, under the stack."""
+        if identifier not in guardduty_backends[account_id][region_name].detectors:
+            raise ResourceHandlerError(_not_found(cls.cloudformation_type(), identifier))
+        return cls(identifier, account_id, region_name, _props(cloudformation_json))
 
     @classmethod
     def update_from_cloudformation_json(  # type: ignore[misc]

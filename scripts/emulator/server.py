@@ -30,12 +30,20 @@ def register_models() -> None:
     """
     from moto.cloudformation import parsing
 
-    from scripts.emulator import cfn_models, cfn_models_extra, fast_templates, stack_protection, stacksets
+    from scripts.emulator import (
+        cfn_models,
+        cfn_models_extra,
+        fast_templates,
+        resource_import,
+        stack_protection,
+        stacksets,
+    )
 
     fast_templates.install_fast_templates()
     cfn_models.install_engine_patches()
     stack_protection.install_protection_patches()
     stacksets.install_stackset_patches()
+    resource_import.install_import_patches()  # after cfn_models: wraps its ResourceMap.update
     parsing.get_model_map.cache_clear()
     parsing.get_model_list.cache_clear()
     parsing.get_name_type_map.cache_clear()

@@ -211,14 +211,23 @@ def test_deploy_without_a_setting_stops_before_changing_anything(
     assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackName"].startswith("vend-oldco")]
 
 
-def test_deploy_with_adopt_keeps_the_account_resources(
-    seeded: dict[str, Any], access: AwsAccess, workdir: Path
+def _stack_resources(access: AwsAccess, session: boto3.Session, region: str) -> dict[str, tuple[str, str]]:
+    """Logical id -> (type, physical id) of oldco's regional stack."""
+    cfn = access.client(session, "cloudformation", region)
+    summaries = cfn.list_stack_resources(StackName=f"vend-oldco-{region}")["StackResourceSummaries"]
+    return {r["LogicalResourceId"]: (r["ResourceType"], r["PhysicalResourceId"]) for r in summaries}
+
+
+def test_deploy_with_adopt_imports_the_account_resources_into_the_stack(
+    seeded: dict[str, Any], access: AwsAccess, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (workdir / "overrides" / "oldco.yaml").write_text(OLDCO + ADOPT)
     assembly = workdir / "cdk.out"
     assert synthesize(workdir / "overrides", assembly, validation=False, quiet=True) == 0
+    capsys.readouterr()
     results = {r.name: r for r in run_deploy(access, _portfolio(workdir), assembly, ["oldco"], concurrency=1)}
     assert results["oldco"].outcome == "OK", results["oldco"].detail
+    assert "imported Config recorder default" in capsys.readouterr().err
     session = _session(access, "999900001111", "us-east-1")
     east = access.client(session, "config", "us-east-1")
     assert [r["name"] for r in east.describe_configuration_recorders()["ConfigurationRecorders"]] == ["default"]
@@ -227,12 +236,22 @@ def test_deploy_with_adopt_keeps_the_account_resources(
     assert [r["name"] for r in west.describe_configuration_recorders()["ConfigurationRecorders"]] == ["vend-recorder"]
     for region, detector in (("us-east-1", seeded["east"]), ("us-west-2", seeded["west"])):
         assert access.client(session, "guardduty", region).list_detectors()["DetectorIds"] == [detector]
-    resources = access.client(session, "cloudformation", "us-east-1").list_stack_resources(
-        StackName="vend-oldco-us-east-1"
-    )["StackResourceSummaries"]
-    types = {r["ResourceType"] for r in resources}
-    assert "AWS::Config::ConfigurationRecorder" not in types and "AWS::GuardDuty::Detector" not in types
-    assert "AWS::Config::ConfigRule" in types
+    # Imported (IMPORT change set, then the normal update): the account's resources, by their
+    # own names and ids, are the stack's; nothing was created next to them.
+    physical = {rtype: pid for rtype, pid in _stack_resources(access, session, "us-east-1").values()}
+    assert physical["AWS::Config::ConfigurationRecorder"] == "default"
+    assert physical["AWS::Config::DeliveryChannel"] == "default"
+    assert physical["AWS::GuardDuty::Detector"] == seeded["east"]
+    assert "AWS::Config::ConfigRule" in physical
+    west_physical = {rtype: pid for rtype, pid in _stack_resources(access, session, "us-west-2").values()}
+    assert west_physical["AWS::GuardDuty::Detector"] == seeded["west"]
+    assert west_physical["AWS::Config::ConfigurationRecorder"] == "vend-recorder"
+    cfn = access.client(session, "cloudformation", "us-east-1")
+    events = cfn.describe_stack_events(StackName="vend-oldco-us-east-1")["StackEvents"]
+    assert ("AWS::GuardDuty::Detector", "IMPORT_COMPLETE") in {(e["ResourceType"], e["ResourceStatus"]) for e in events}
+    template = cfn.get_template(StackName="vend-oldco-us-east-1")["TemplateBody"]  # botocore decodes JSON
+    (detector,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::GuardDuty::Detector"]
+    assert detector["DeletionPolicy"] == detector["UpdateReplacePolicy"] == "Retain"
 
 
 def _drift(
@@ -323,3 +342,84 @@ def test_replace_deletes_the_inherited_resources_then_deploys_the_baseline(
     )  # fmt: skip
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and {f["status"] for f in report["findings"]} == {"IN_SYNC"}
+
+
+def test_a_baseline_change_reaches_the_imported_detector_through_cloudformation(
+    seeded: dict[str, Any],
+    access: AwsAccess,
+    emulator: Emulator,
+    workdir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Once imported, the adopted detector is the stack's: a changed override updates it in place
+    (the same detector, no second one, no second import), and drift checks it like vend's own."""
+    adopted = OLDCO.replace("FIFTEEN_MINUTES", "ONE_HOUR") + ADOPT
+    (workdir / "overrides" / "oldco.yaml").write_text(adopted)
+    assembly = tmp_path / "cdk.out"
+    assert synthesize(workdir / "overrides", assembly, validation=False, quiet=True) == 0
+    capsys.readouterr()
+    results = {r.name: r for r in run_deploy(access, _portfolio(workdir), assembly, ["oldco"], concurrency=1)}
+    assert results["oldco"].outcome == "OK", results["oldco"].detail
+    assert "imported" not in capsys.readouterr().err
+    session = _session(access, "999900001111", "us-east-1")
+    for region, detector in (("us-east-1", seeded["east"]), ("us-west-2", seeded["west"])):
+        gd = access.client(session, "guardduty", region)
+        assert gd.list_detectors()["DetectorIds"] == [detector]
+        assert gd.get_detector(DetectorId=detector)["FindingPublishingFrequency"] == "ONE_HOUR"
+    capsys.readouterr()
+    code = main(
+        ["drift", "oldco", "--format", "json", "--assembly", str(assembly),
+         "--endpoint-url", emulator.url, "--overrides", str(workdir / "overrides")]
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and {f["status"] for f in report["findings"]} == {"IN_SYNC"}, report
+
+
+FARCO = """\
+client: farco
+display_name: Far Co
+account_id: "999900004444"
+home_region: us-east-1
+regions: [us-east-1]
+engagement: monitoring
+access:
+  deploy_role_arn: arn:aws:iam::999900004444:role/VendDeploy
+  external_id: farco-1a2b3c
+budget:
+  monthly_limit_usd: 100
+"""
+
+
+def test_a_multi_region_trail_homed_where_the_client_does_not_run_is_found(
+    access: AwsAccess, emulator: Emulator, workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The account's multi-region trail lives in eu-central-1, a region the client does not use:
+    assess counts it (no false "no multi-region trail"), the preflight stops on it."""
+    far = _session(access, "999900004444", "eu-central-1")
+    access.client(far, "s3", "eu-central-1").create_bucket(
+        Bucket="farco-trail", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    ct = access.client(far, "cloudtrail", "eu-central-1")
+    arn = ct.create_trail(Name="org-wide", S3BucketName="farco-trail", IsMultiRegionTrail=True)["TrailARN"]
+    ct.start_logging(Name="org-wide")
+    (workdir / "overrides" / "farco.yaml").write_text(FARCO)
+    capsys.readouterr()
+    code = main(
+        ["assess", "farco", "--format", "json", "--dir", str(tmp_path), "--endpoint-url", emulator.url,
+         "--overrides", str(workdir / "overrides")]
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    risk = {f["id"]: f for f in report["findings"]}
+    assert "cloudtrail-no-multi-region" not in risk
+    assert risk["cloudtrail-existing:org-wide"]["region"] == "eu-central-1"
+    (trail,) = report["inventory"]["trails"]
+    assert trail == {**trail, "name": "org-wide", "home_region": "eu-central-1", "multi_region": True, "logging": True}
+
+    assembly = tmp_path / "cdk.out"
+    assert synthesize(workdir / "overrides", assembly, validation=False, quiet=True) == 0
+    results = {r.name: r for r in run_deploy(access, _portfolio(workdir), assembly, ["farco"], concurrency=1)}
+    assert results["farco"].outcome == "FAILED"
+    assert f"CloudTrail trail {arn} in eu-central-1" in results["farco"].detail
+    assert "cloudtrail: adopt" in results["farco"].detail

@@ -233,6 +233,12 @@ ESCALATIONS: list[tuple[str, str, str, dict[str, Any]]] = [
         {"cloudformation:ImportResourceTypes": ["AWS::KMS::Key"]},
     ),
     (
+        "import a key along with an adopted detector",
+        "cloudformation:CreateChangeSet",
+        GLOBAL_STACK,
+        {"cloudformation:ImportResourceTypes": ["AWS::GuardDuty::Detector", "AWS::KMS::Key"]},
+    ),
+    (
         "delete the client's own anomaly monitor",
         "ce:DeleteAnomalyMonitor",
         f"arn:aws:ce::{ACME}:anomalymonitor/default",
@@ -601,6 +607,18 @@ DRIVER_CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("cloudformation:DetectStackDrift", STACK, {}),
     ("cloudformation:DescribeStackResourceDrifts", STACK, {}),
     ("cloudformation:DescribeStackDriftDetectionStatus", "*", {}),
+    ("cloudformation:DescribeStackResource", STACK, {}),  # remediation resolves Fn::GetAtt
+    (  # deploy: the import of an adopted recorder, channel and detector (scripts/resource_import.py)
+        "cloudformation:CreateChangeSet",
+        STACK,
+        {
+            "cloudformation:ImportResourceTypes": [
+                "AWS::Config::ConfigurationRecorder",
+                "AWS::Config::DeliveryChannel",
+                "AWS::GuardDuty::Detector",
+            ]
+        },
+    ),
     ("iam:GetRole", MSP_ROLE, {}),
     ("iam:ListAttachedRolePolicies", MSP_ROLE, {}),
     ("iam:ListRolePolicies", MSP_ROLE, {}),

@@ -334,3 +334,19 @@ def test_show_names_the_profile_whose_value_wins(tmp_path: Path, capsys: pytest.
     assert portfolio is not None
     fields = provenance(portfolio, "acme-health", profiles_dir=profiles)["fields"]
     assert fields["trail_s3_data_events"] == {"value": False, "layer": "profile:strict", "source": f"{strict}:3"}
+
+
+def test_show_with_an_expired_exception_says_what_show_does(
+    overrides: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acme = overrides / "acme-health.yaml"
+    acme.write_text(
+        acme.read_text()
+        + "exceptions:\n  - control: budget\n    reason: finance owns it (FIN-7)\n"
+        + "    approver: security-lead@msp.example\n    expires: 2030-01-01\n"
+    )
+    monkeypatch.setenv("VEND_TODAY", "2030-01-02")
+    assert main(["show", "acme-health", "--format", "json", "--overrides", str(overrides)]) == 0
+    err = capsys.readouterr().err
+    assert "expired exception(s)" in err and "effective config" in err
+    assert "assessment" not in err  # the message `vend assess` prints, not show's
