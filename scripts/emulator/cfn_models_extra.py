@@ -23,9 +23,11 @@ from moto.core.common_models import CloudFormationModel
 from moto.sns.models import sns_backends
 
 from scripts.emulator.cfn_models import _Handler, _handler, _props
+from scripts.emulator.faults import ON_RESET
 
 # account id -> ARN -> properties, for tests that want to look.
 ANOMALY_STATE: dict[str, dict[str, dict[str, Any]]] = {}
+ON_RESET.append(ANOMALY_STATE.clear)  # moto's reset does not know it
 
 
 def _topic_backend(arn: str) -> Any:

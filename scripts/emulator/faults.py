@@ -909,7 +909,14 @@ class FaultMiddleware:
         result = self.app(environ, start_response)
         if path.startswith("/moto-api/reset") and environ.get("REQUEST_METHOD") == "POST":
             self.injector.reset()
+            for hook in ON_RESET:
+                hook()
         return result
+
+
+#: State the emulator keeps outside moto's backends (e.g. Cost Anomaly Detection, which moto
+#: lacks): cleared with moto's own on ``POST /moto-api/reset``.
+ON_RESET: list[Callable[[], None]] = []
 
 
 def fetch_calls(url: str, timeout: float = 10.0) -> dict[str, Any]:
