@@ -875,6 +875,9 @@ def _record(options: StackOptions, target: Target, result: TargetResult) -> None
         options.ledger.forget(LEDGER_SECTION, target.name)
 
 
+open_session = _open_session  # for scripts/deploy_cmd.py (the StackSets engine's preflight)
+
+
 def _session_error(err: Exception) -> str:
     if isinstance(err, AssumeRoleError):
         return str(err)

@@ -38,6 +38,7 @@ from scripts.deploy import (
     Target,
     TargetResult,
     _skipped_target,
+    open_session,
     plan_targets,
     run_rollout,
 )
@@ -606,6 +607,7 @@ class _DeployRun:
             ledger=self.ledger,
             cancel=self.cancel,
             progress=lambda text: self._say(f"  {text}"),
+            preflight=self._preflight_for,
         )
         for target in self.targets:
             self._on_start(target)
@@ -620,6 +622,18 @@ class _DeployRun:
             self._say(f"  {note}")
         stop = f"interrupted ({self.cancel.reason})" if self.cancel.is_set() else ""
         return RolloutReport((*msp.results, *results), stop, self.cancel.is_set(), start, time.time() - start)
+
+    def _preflight_for(self, client: str) -> str | None:
+        """A client's preflight with its deploy role (StackSets creates its stacks with the
+        execution role; inherited resources must be found before, as in direct mode)."""
+        target = next((t for t in self.targets if t.name == client), None)
+        if target is None or target.preflight is None or not target.stacks:
+            return None
+        try:
+            session, _ = open_session(self.access, target, target.stacks[0].region)
+        except (AssumeRoleError, ClientError, BotoCoreError) as err:
+            return f"preflight could not reach the account: {err}"
+        return target.preflight(self.access, session)
 
     def _save_ledger(self) -> None:
         if self.ledger is None:

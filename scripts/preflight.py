@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from baseline.spec import ClientBaseline
 from scripts.aws import AwsAccess
-from scripts.stack_signals import stack_region, stacks_of
+from scripts.stack_signals import stack_region, stacks_of, stackset_stacks
 
 #: control -> (override setting, what it is called in messages)
 SETTINGS = {
@@ -79,19 +79,31 @@ class Preflight:
 def owned_resources(access: AwsAccess, session: Any, baseline: ClientBaseline) -> set[str]:
     """Physical ids of the recorders, channels, detectors and trails the client's stacks own."""
     owned: set[str] = set()
+    looked: set[str] = set()  # regions searched for StackSets instances
     for stack_name, region in stacks_of(baseline):
-        cfn = access.client(session, "cloudformation", stack_region(baseline, region))
+        where = stack_region(baseline, region)
+        cfn = access.client(session, "cloudformation", where)
         try:
-            pages = cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name)
-            for page in pages:
-                owned.update(
-                    r.get("PhysicalResourceId", "")
-                    for r in page.get("StackResourceSummaries", [])
-                    if r.get("ResourceType") in _OWN_TYPES and not r.get("ResourceStatus", "").startswith("DELETE")
-                )
+            owned |= _own_resources(cfn, stack_name)
         except ClientError as exc:
             if "does not exist" not in str(exc):
                 raise
+            # Not deployed directly: maybe through StackSets (``vend deploy --engine stacksets``).
+            if where not in looked:
+                looked.add(where)
+                for stack in stackset_stacks(cfn, baseline.client.client):
+                    owned |= _own_resources(cfn, str(stack["StackId"]))
+    return owned
+
+
+def _own_resources(cfn: Any, stack: str) -> set[str]:
+    owned: set[str] = set()
+    for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack):
+        owned.update(
+            r.get("PhysicalResourceId", "")
+            for r in page.get("StackResourceSummaries", [])
+            if r.get("ResourceType") in _OWN_TYPES and not r.get("ResourceStatus", "").startswith("DELETE")
+        )
     return owned
 
 

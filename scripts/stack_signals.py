@@ -151,11 +151,11 @@ def _without_hash(template: Mapping[str, Any], section: str) -> Any:
     return value
 
 
-def stackset_instance(cfn: Any, baseline: ClientBaseline, stack_name: str) -> tuple[str, dict[str, Any]] | None:
-    """The stack a StackSets deploy made for ``stack_name`` (``vend deploy --engine stacksets``):
-    its name and its template with its parameters and pseudo parameters resolved."""
-    kind = "global" if stack_name == global_stack_name(baseline.client.client) else "regional"
-    prefix = f"StackSet-vend-{kind}-"
+def stackset_stacks(cfn: Any, client: str, kind: str = "") -> list[dict[str, Any]]:
+    """The stacks StackSets made for ``client`` in ``cfn``'s region (``vend deploy --engine
+    stacksets``: named ``StackSet-vend-<kind>-...``, with the client's slug as ``Client``)."""
+    prefix = f"StackSet-vend-{kind}-" if kind else "StackSet-vend-"
+    found: list[dict[str, Any]] = []
     token: str | None = None
     while True:
         page = cfn.describe_stacks(**({"NextToken": token} if token else {}))
@@ -163,20 +163,29 @@ def stackset_instance(cfn: Any, baseline: ClientBaseline, stack_name: str) -> tu
             if not str(stack.get("StackName", "")).startswith(prefix) or stack.get("StackStatus") == "DELETE_COMPLETE":
                 continue
             params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
-            if params.get("Client") != baseline.client.client:
-                continue
-            template = _deployed_template(cfn, stack["StackId"])
-            if template is None:
-                return None
-            values: dict[str, Any] = {"AWS::Region": cfn.meta.region_name, "AWS::AccountId": baseline.client.account_id}
-            for key, value in params.items():
-                declared = (template.get("Parameters") or {}).get(key) or {}
-                values[key] = _number(value) if declared.get("Type") == "Number" else value
-            body = {k: v for k, v in resolve(template, values).items() if k not in ("Parameters", "Description")}
-            return str(stack["StackName"]), body
+            if params.get("Client") == client:
+                found.append(dict(stack))
         token = page.get("NextToken")
         if not token:
+            return found
+
+
+def stackset_instance(cfn: Any, baseline: ClientBaseline, stack_name: str) -> tuple[str, dict[str, Any]] | None:
+    """The stack a StackSets deploy made for ``stack_name`` (``vend deploy --engine stacksets``):
+    its name and its template with its parameters and pseudo parameters resolved."""
+    kind = "global" if stack_name == global_stack_name(baseline.client.client) else "regional"
+    for stack in stackset_stacks(cfn, baseline.client.client, kind):
+        params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
+        template = _deployed_template(cfn, stack["StackId"])
+        if template is None:
             return None
+        values: dict[str, Any] = {"AWS::Region": cfn.meta.region_name, "AWS::AccountId": baseline.client.account_id}
+        for key, value in params.items():
+            declared = (template.get("Parameters") or {}).get(key) or {}
+            values[key] = _number(value) if declared.get("Type") == "Number" else value
+        body = {k: v for k, v in resolve(template, values).items() if k not in ("Parameters", "Description")}
+        return str(stack["StackName"]), body
+    return None
 
 
 def _number(text: Any) -> Any:

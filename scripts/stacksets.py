@@ -35,6 +35,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -119,8 +120,13 @@ class StackSetsEngine:
         ledger: Ledger | None = None,
         cancel: Cancel | None = None,
         progress: Callable[[str], None] | None = None,
+        preflight: Callable[[str], str | None] | None = None,
     ) -> None:
         self.access = access
+        #: Runs for a client before its first instance in any region (inherited recorders,
+        #: channels, detectors, trails: scripts/preflight.py); a message fails that client.
+        self.preflight = preflight
+        self._preflighted: dict[str, str | None] = {}
         self.layout = layout
         self.options = options
         self.ledger = ledger
@@ -281,7 +287,7 @@ class StackSetsEngine:
                 for i in instances
                 if self.layout.stack_sets[i.stack_set].kind == phase and i.client not in failed_clients
             ]
-            self._phase(mine, {i.account_id for i in instances})
+            self._phase(mine, {i.account_id for i in instances}, failed_clients)
             for inst in mine:  # a client whose global stack failed gets no regional stack
                 for stack in inst.direct_stacks:
                     result = self.stacks.get((inst.client, stack))
@@ -333,7 +339,7 @@ class StackSetsEngine:
             if str(s.get("StackSetName", "")).startswith(("vend-global-", "vend-regional-"))
         ]
 
-    def _phase(self, instances: Sequence[InstanceSpec], selected_accounts: set[str]) -> None:
+    def _phase(self, instances: Sequence[InstanceSpec], selected_accounts: set[str], failed: dict[str, str]) -> None:
         ops: list[_Op] = []
         names = sorted({i.stack_set for i in instances})
         for name in names:
@@ -368,9 +374,36 @@ class StackSetsEngine:
                 pending.append((inst, "created", missing))
             if stale:
                 pending.append((inst, "updated", stale))
+        pending = self._after_preflight(pending, failed)
         ops += self._start_instance_ops(pending)
         self._wait(ops)
         self._record(ops, instances)
+
+    def _after_preflight(
+        self, pending: list[tuple[InstanceSpec, str, list[str]]], failed: dict[str, str]
+    ) -> list[tuple[InstanceSpec, str, list[str]]]:
+        """The pending operations of clients whose preflight passed (it runs once per client
+        that gets a new instance); the others' stacks FAILED with the preflight's message."""
+        if self.preflight is None:
+            return pending
+        new = sorted({inst.client for inst, action, _ in pending if action == "created"} - set(self._preflighted))
+        if new:
+            with ThreadPoolExecutor(max_workers=max(1, self.options.max_operations)) as pool:
+                for client, problem in zip(new, pool.map(self.preflight, new), strict=True):
+                    self._preflighted[client] = problem
+        kept = []
+        for inst, action, regions in pending:
+            problem = self._preflighted.get(inst.client)
+            if problem is None:
+                kept.append((inst, action, regions))
+                continue
+            failed.setdefault(inst.client, problem)
+            for region, stack in zip(inst.regions, inst.direct_stacks, strict=True):
+                if region in regions:
+                    self.stacks[(inst.client, stack)] = StackResult(
+                        stack, inst.account_id, region, "FAILED", problem, 0.0
+                    )
+        return kept
 
     def _start_instance_ops(self, pending: Sequence[tuple[InstanceSpec, str, list[str]]]) -> list[_Op]:
         """Operations for instances, at most ``max_operations`` running at once."""

@@ -138,3 +138,27 @@ def test_stacksets_engine_from_the_command_line(
     code, report = deploy(emulator, overrides, tmp_path, capsys, "--engine", "stacksets")
     assert code == 0
     assert {o for name, o in outcomes(report).items() for o in o} == {"UNCHANGED"}
+
+
+def test_stacksets_engine_runs_the_preflight_for_inherited_resources(
+    emulator: Emulator, overrides: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    access = access_for(emulator)
+    session = access.assume_role(role(BRIGHTMART), external_id=None, session_name="test", region="eu-west-1")
+    access.client(session, "guardduty", "eu-west-1").create_detector(Enable=True)  # the account's own
+
+    code, report = deploy(emulator, overrides, tmp_path, capsys, "--engine", "stacksets")
+    assert code == 1, report
+    brightmart = next(t for t in report["targets"] if t["name"] == "brightmart")
+    assert brightmart["outcome"] == "FAILED" and "guardduty_detector" in brightmart["detail"], brightmart["detail"]
+    assert {o for name, o in outcomes(report).items() if name in ("acme-health", "ledgerly") for o in o} == {"CREATED"}
+
+    # A new region for a client deployed through StackSets: its own resources are not inherited.
+    path = overrides / "acme-health.yaml"
+    path.write_text(
+        path.read_text().replace("regions: [us-east-1, us-west-2]", "regions: [us-east-1, us-west-2, eu-west-1]")
+    )
+    code, report = deploy(emulator, overrides, tmp_path, capsys, "--engine", "stacksets")
+    acme = next(t for t in report["targets"] if t["name"] == "acme-health")
+    assert acme["outcome"] == "OK", acme["detail"]
+    assert {s["stack_name"]: s["outcome"] for s in acme["stacks"]}["vend-acme-health-eu-west-1"] == "CREATED"
