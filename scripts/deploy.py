@@ -819,11 +819,18 @@ def _as_recorded(access: AwsAccess, target: Target, options: StackOptions) -> Ta
     if entry is None or wanted is None or entry.get("fingerprint") != wanted:
         return None
     first = stack_waves(target.stacks)[0][0]
+    role_account = target.role_arn.split(":")[4] if target.role_arn and target.role_arn.count(":") >= 5 else None
+    if role_account != first.account:
+        return None  # only an assumed role says where it acts without a call
     try:
-        session, acting_in = _open_session(access, target, first.region)
-        if acting_in != first.account:
-            return None
-        cfn = access.client(session, "cloudformation", first.region)
+        assert target.role_arn is not None
+        credentials = access.assumed_credentials(
+            target.role_arn,
+            external_id=target.external_id,
+            session_name=f"vend-deploy-{target.name}",
+            region=first.region,
+        )
+        cfn = access.credentials_client(credentials, "cloudformation", first.region)
         found = cfn.describe_stacks(StackName=first.stack_name)["Stacks"]
     except (AssumeRoleError, ClientError, BotoCoreError):
         return None  # the usual way reports it properly
