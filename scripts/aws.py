@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +118,22 @@ def safe_session_name(name: str) -> str:
     return cleaned if len(cleaned) >= 2 else f"vend-{cleaned}"
 
 
+class SessionOnDemand:
+    """A ``boto3.Session`` made the first time something uses it (making one costs ~10 ms of
+    CPU: a deploy that only needs clients given the credentials never pays it)."""
+
+    def __init__(self, make: Callable[[], boto3.Session]) -> None:
+        self._make = make
+        self._session: boto3.Session | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._session is None:
+                self._session = self._make()
+        return getattr(self._session, name)
+
+
 @dataclass(frozen=True)
 class AwsAccess:
     """How to reach AWS: the endpoint override; credentials come from boto3's usual chain."""
@@ -178,6 +195,11 @@ class AwsAccess:
         credentials = self.assumed_credentials(
             role_arn, external_id=external_id, session_name=session_name, region=region
         )
+        return self.session_with(credentials, region)
+
+    @staticmethod
+    def session_with(credentials: RefreshableCredentials, region: str) -> boto3.Session:
+        """A new session acting with ``credentials`` (e.g. from :meth:`assumed_credentials`)."""
         core = _core_session()
         core.register_component("credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)]))
         return boto3.Session(botocore_session=core, region_name=region)

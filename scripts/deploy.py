@@ -42,7 +42,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from scripts.assembly import TEMPLATE_HASH_OUTPUT, AssemblyError, StackArtifact, deployed_hash, deployment_order
-from scripts.aws import AssumeRoleError, AwsAccess, ensure_private_bucket, vend_bucket_name
+from scripts.aws import AssumeRoleError, AwsAccess, SessionOnDemand, ensure_private_bucket, vend_bucket_name
 from scripts.ledger import Ledger, fingerprint
 from scripts.stack_protection import (
     Override,
@@ -773,16 +773,25 @@ def _open_session(access: AwsAccess, target: Target, region: str) -> tuple[Any, 
     """A session in the target's account (assumed role or the base credentials) and the
     account it really acts in; raises AssumeRoleError, ClientError or BotoCoreError.
     An assumed role acts in the role's account (STS guarantees it): no extra call."""
+    session, acting_in, _ = _open_credentials(access, target, region)
+    return session, acting_in
+
+
+def _open_credentials(access: AwsAccess, target: Target, region: str) -> tuple[Any, str, Any]:
+    """:func:`_open_session` plus the assumed credentials (None for the base credentials):
+    with them, clients come from the thread's own (``AwsAccess.credentials_client``) and the
+    session is made only if something asks for it."""
     if target.role_arn:
-        session = access.assume_role(
+        credentials = access.assumed_credentials(
             target.role_arn, external_id=target.external_id, session_name=f"vend-deploy-{target.name}", region=region
         )
+        session = SessionOnDemand(lambda: access.session_with(credentials, region))
         if target.role_arn.count(":") >= 5 and target.role_arn.split(":")[4].isdigit():
-            return session, target.role_arn.split(":")[4]
+            return session, target.role_arn.split(":")[4], credentials
     else:
-        session = access.base_session()
+        session, credentials = access.base_session(), None
     identity = access.client(session, "sts", region).get_caller_identity()
-    return session, str(identity["Account"])
+    return session, str(identity["Account"]), credentials
 
 
 # --------------------------------------------------------------------------- the ledger
@@ -921,7 +930,7 @@ def _deploy_target_stacks(access: AwsAccess, target: Target, *, options: StackOp
         return _skipped_target(target, f"not started: {cancel.reason}")
     region = waves[0][0].region
     try:
-        session, acting_in = _open_session(access, target, region)
+        session, acting_in, credentials = _open_credentials(access, target, region)
     except (AssumeRoleError, ClientError, BotoCoreError) as err:
         return _skipped_target(target, _session_error(err), outcome="FAILED")
     if target.preflight is not None and not _deployed_before(options, target):
@@ -933,7 +942,13 @@ def _deploy_target_stacks(access: AwsAccess, target: Target, *, options: StackOp
     for wave in waves:  # clients are thread-safe, their session is not: make them all here
         for stack in wave:
             if stack.region not in clients:
-                clients[stack.region] = access.client(session, "cloudformation", stack.region)
+                # This thread's client for the region, given the target's credentials: this
+                # target is done with it before the thread takes the next target.
+                clients[stack.region] = (
+                    access.client(session, "cloudformation", stack.region)
+                    if credentials is None
+                    else access.credentials_client(credentials, "cloudformation", stack.region)
+                )
     stager = TemplateStager(access, session, acting_in)
 
     def one(stack: StackArtifact) -> StackResult:
