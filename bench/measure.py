@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants (Linux /proc)."""
+def _tree_rss_bytes(root: int, exclude: int | None = None) -> int:
+    """Resident memory of ``root`` and all its descendants (Linux /proc), without the
+    subtree of ``exclude`` (e.g. an emulator the benchmark started)."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -33,6 +34,8 @@ def _tree_rss_bytes(root: int) -> int:
     for pid, size in rss.items():
         p = pid
         while p > 1:
+            if p == exclude:
+                break
             if p == root:
                 total += size
                 break
@@ -49,22 +52,24 @@ class Sample:
 @dataclass
 class _Sampler:
     interval: float = 0.05
+    exclude: int | None = None
     peak: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         me = os.getpid()
         while not self._stop.is_set():
-            self.peak = max(self.peak, _tree_rss_bytes(me))
+            self.peak = max(self.peak, _tree_rss_bytes(me, self.exclude))
             self._stop.wait(self.interval)
 
 
 @contextmanager
-def measured(interval: float = 0.05) -> Iterator[Sample]:
+def measured(interval: float = 0.05, exclude: int | None = None) -> Iterator[Sample]:
     """Time the block and sample the peak RSS of this process plus its children (the CDK
-    runs in child processes, and several at once: their memory adds up)."""
+    runs in child processes, and several at once: their memory adds up), leaving out the
+    process tree of ``exclude``."""
     sample = Sample()
-    sampler = _Sampler(interval=interval)
+    sampler = _Sampler(interval=interval, exclude=exclude)
     thread = threading.Thread(target=sampler.run, daemon=True)
     thread.start()
     start = time.monotonic()

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.measure import measured, table  # noqa: E402
+from bench.measure import measured, spread, table  # noqa: E402
 from bench.portfolio import account_id, write_portfolio  # noqa: E402
 from scripts.emulator.faults import fetch_calls  # noqa: E402
 
@@ -113,7 +113,7 @@ class Fleet:
         else:
             command += ["--all"]
         before, cpu = self.calls(), _cpu_seconds(self.emulator_pid)
-        with measured(interval=0.25) as sample:
+        with measured(interval=0.25, exclude=self.emulator_pid) as sample:
             proc = subprocess.run(command, cwd=REPO, env=self.env, capture_output=True, text=True)
         spent = self.calls() - before
         out = {
@@ -147,16 +147,85 @@ def _set_budgets(overrides: Path, bump: int) -> None:
         path.write_text(re.sub(r"monthly_limit_usd: (\d+)", lambda m: f"monthly_limit_usd: {int(m[1]) + bump}", text))
 
 
+def _noop(fleet: Fleet, accounts: list[str], latency: float) -> dict[str, Any]:
+    run = fleet.vend("deploy")
+    total = sum(run["calls"].values())
+    per = _per_client(run["calls"], accounts)
+    ideal = total * latency / fleet.concurrency
+    outcomes = Counter(s["outcome"] for t in run["report"]["targets"] for s in t["stacks"])
+    built = re.search(r"(\d+) prototype\(s\) built", run["stdout"] + run["stderr"])
+    return {
+        "wall": run["seconds"],
+        "ideal": ideal,
+        "ratio": run["seconds"] / ideal,
+        "calls": total,
+        "max_per_client": max(per),
+        "mean_per_client": sum(per) / len(per),
+        "unchanged": set(outcomes) == {"UNCHANGED"},
+        "built": int(built.group(1)) if built else -1,
+    }
+
+
+def _change(fleet: Fleet, names: list[str], probe: int) -> dict[str, Any]:
+    _set_budgets(fleet.overrides, 1)
+    probes = [fleet.vend("deploy", names=[n]) for n in names[:probe]]
+    critical = sorted(
+        next(t["seconds"] for t in pr["report"]["targets"] if t["name"] == n)
+        for pr, n in zip(probes, names, strict=False)
+    )[len(probes) // 2]
+    _set_budgets(fleet.overrides, 1)
+    quarter = names[probe : probe + max(1, len(names) // 4)]
+    small = fleet.vend("deploy", names=quarter)
+    _set_budgets(fleet.overrides, 1)
+    run = fleet.vend("deploy")
+    rollout = run["report"]["run"]["seconds"]
+    ideal = critical * math.ceil(len(names) / fleet.concurrency)
+    updated = Counter(s["outcome"] for t in run["report"]["targets"] for s in t["stacks"])
+    return {
+        "critical": critical,
+        "rollout": rollout,
+        "wall": run["seconds"],
+        "ideal": ideal,
+        "ratio": rollout / ideal,
+        "updated": updated.get("UPDATED", 0),
+        "emulator_busy": run["emulator_cpu"] / run["seconds"],
+        "peak_mb": run["peak_mb"],
+        "small_peak_mb": small["peak_mb"],
+        "memory_ratio": run["peak_mb"] / small["peak_mb"],
+        "small_clients": len(quarter),
+    }
+
+
+def _drift(fleet: Fleet, accounts: list[str], latency: float) -> dict[str, Any]:
+    run = fleet.vend("drift", "--format", "json")
+    total = sum(run["calls"].values())
+    per_region = [n / 2 for n in _per_client(run["calls"], accounts)]
+    ideal = total * latency / fleet.concurrency
+    findings = json.loads(run["stdout"])["findings"]
+    return {
+        "wall": run["seconds"],
+        "ideal": ideal,
+        "ratio": run["seconds"] / ideal,
+        "calls": total,
+        "per_region_mean": sum(per_region) / len(per_region),
+        "per_region_max": max(per_region),
+        "statuses": dict(Counter(f["status"] for f in findings)),
+        "emulator_busy": run["emulator_cpu"] / run["seconds"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--latency-ms", type=float, default=50.0)
     p.add_argument("--probe", type=int, default=3, help="clients changed alone to measure the critical path")
+    p.add_argument("--runs", type=int, default=1, help="no-op, change and drift runs after one setup deploy")
     args = p.parse_args(argv)
     latency = args.latency_ms / 1000
-    rows: list[tuple[str, str]] = []
-    ok = True
+    noops: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    drifts: list[dict[str, Any]] = []
 
     with tempfile.TemporaryDirectory(prefix="vend-scale-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -168,101 +237,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {args.clients} clients x 2 regions, concurrency {args.concurrency}, {args.latency_ms:g} ms/call")
             setup = fleet.vend("deploy")
             print(f"   setup: first deploy in {setup['seconds']:.0f}s", flush=True)
-
-            # --- no-op
-            noop = fleet.vend("deploy")
-            total = sum(noop["calls"].values())
-            per = _per_client(noop["calls"], accounts)
-            ideal = total * latency / args.concurrency
-            outcomes = Counter(s["outcome"] for t in noop["report"]["targets"] for s in t["stacks"])
-            built = re.search(r"(\d+) prototype\(s\) built", noop["stdout"] + noop["stderr"])
-            ok &= (
-                max(per) <= NOOP_CALLS_PER_CLIENT
-                and noop["seconds"] <= RATIO * ideal
-                and set(outcomes) == {"UNCHANGED"}
-            )
-            rows += [
-                ("no-op: wall (whole command)", f"{noop['seconds']:.1f}s"),
-                (
-                    "no-op: ideal (calls x latency / concurrency)",
-                    f"{ideal:.1f}s = {total} x {latency:g} / {args.concurrency}",
-                ),
-                (f"no-op: wall / ideal (target <= {RATIO})", f"{noop['seconds'] / ideal:.2f}"),
-                (
-                    f"no-op: API calls per client (target <= {NOOP_CALLS_PER_CLIENT})",
-                    f"max {max(per)}, mean {sum(per) / len(per):.2f}",
-                ),
-                ("no-op: stacks", str(dict(outcomes))),
-                ("no-op: CDK prototypes built", built.group(1) if built else "none (nothing synthesized)"),
-            ]
-            print(table(rows[-6:]), flush=True)
-
-            # --- change: the critical path of one client alone, then everyone
-            _set_budgets(fleet.overrides, 1)
-            probes = [fleet.vend("deploy", names=[n]) for n in names[: args.probe]]
-            critical = sorted(
-                next(t["seconds"] for t in pr["report"]["targets"] if t["name"] == n)
-                for pr, n in zip(probes, names, strict=False)
-            )[len(probes) // 2]
-            _set_budgets(fleet.overrides, 1)
-            quarter = names[args.probe : args.probe + max(1, args.clients // 4)]
-            small = fleet.vend("deploy", names=quarter)
-            _set_budgets(fleet.overrides, 1)
-            change = fleet.vend("deploy")
-            rollout = change["report"]["run"]["seconds"]
-            ideal = critical * math.ceil(args.clients / args.concurrency)
-            updated = Counter(s["outcome"] for t in change["report"]["targets"] for s in t["stacks"])
-            during = sorted(t["seconds"] for t in change["report"]["targets"] if t["name"] in names)
-            ok &= rollout <= RATIO * ideal and change["peak_mb"] <= 1.25 * small["peak_mb"]
-            rows += [
-                ("change: critical path of one client alone", f"{critical:.2f}s (median of {args.probe})"),
-                ("change: wall of the rollout", f"{rollout:.1f}s (whole command {change['seconds']:.1f}s)"),
-                ("change: ideal (critical x ceil(N / concurrency))", f"{ideal:.1f}s"),
-                (f"change: rollout / ideal (target <= {RATIO})", f"{rollout / ideal:.2f}"),
-                ("change: stacks", str(dict(updated))),
-                (
-                    "change: one client's time during the run",
-                    f"median {during[len(during) // 2]:.2f}s, max {during[-1]:.2f}s",
-                ),
-                (
-                    "change: emulator CPU during the run",
-                    f"{change['emulator_cpu']:.0f}s ({change['emulator_cpu'] / change['seconds']:.0%} of wall)",
-                ),
-                (
-                    "change: peak memory, N clients vs N/4 (flat: ~1)",
-                    f"{change['peak_mb']:.0f} MB vs {small['peak_mb']:.0f} MB ({len(quarter)} clients): "
-                    f"{change['peak_mb'] / small['peak_mb']:.2f}",
-                ),
-            ]
-            print(table(rows[-7:]), flush=True)
-
-            # --- drift
-            drift = fleet.vend("drift", "--format", "json")
-            total = sum(drift["calls"].values())
-            per = _per_client(drift["calls"], accounts)
-            per_region = [n / 2 for n in per]
-            ideal = total * latency / args.concurrency
-            findings = json.loads(drift["stdout"])["findings"]
-            statuses = Counter(f["status"] for f in findings)
-            ok &= drift["seconds"] <= RATIO * ideal
-            rows += [
-                ("drift: wall (whole command)", f"{drift['seconds']:.1f}s"),
-                (
-                    "drift: ideal (calls x latency / concurrency)",
-                    f"{ideal:.1f}s = {total} x {latency:g} / {args.concurrency}",
-                ),
-                (f"drift: wall / ideal (target <= {RATIO})", f"{drift['seconds'] / ideal:.2f}"),
-                (
-                    "drift: API calls per client-region",
-                    f"mean {sum(per_region) / len(per_region):.1f}, max {max(per_region):.1f}",
-                ),
-                ("drift: findings", str(dict(statuses))),
-                (
-                    "drift: emulator CPU during the run",
-                    f"{drift['emulator_cpu']:.0f}s ({drift['emulator_cpu'] / drift['seconds']:.0%} of wall)",
-                ),
-            ]
-            print(table(rows[-6:]), flush=True)
+            for i in range(args.runs):
+                noops.append(_noop(fleet, accounts, latency))
+                print(f"   run {i + 1}: no-op {noops[-1]['wall']:.1f}s (x{noops[-1]['ratio']:.2f})", flush=True)
+                changes.append(_change(fleet, names, args.probe))
+                print(f"   run {i + 1}: change {changes[-1]['rollout']:.1f}s (x{changes[-1]['ratio']:.2f})", flush=True)
+                drifts.append(_drift(fleet, accounts, latency))
+                print(f"   run {i + 1}: drift {drifts[-1]['wall']:.1f}s (x{drifts[-1]['ratio']:.2f})", flush=True)
         finally:
             emulator.send_signal(signal.SIGTERM)
             try:
@@ -271,6 +252,47 @@ def main(argv: list[str] | None = None) -> int:
                 emulator.kill()
             shutil.rmtree(tmp / "cache", ignore_errors=True)
 
+    def col(runs: list[dict[str, Any]], key: str) -> list[float]:
+        return [float(r[key]) for r in runs]
+
+    last_drift = drifts[-1]
+    rows = [
+        ("no-op: wall (whole command)", spread(col(noops, "wall"))),
+        ("no-op: ideal (calls x latency / concurrency)", spread(col(noops, "ideal"))),
+        (f"no-op: wall / ideal (target <= {RATIO})", spread(col(noops, "ratio"), "x")),
+        (
+            f"no-op: API calls per client (target <= {NOOP_CALLS_PER_CLIENT})",
+            f"max {max(col(noops, 'max_per_client')):.0f}, mean {col(noops, 'mean_per_client')[-1]:.2f}",
+        ),
+        ("no-op: every stack UNCHANGED", str(all(r["unchanged"] for r in noops))),
+        ("no-op: CDK prototypes built", ", ".join(str(r["built"]) for r in noops)),
+        ("change: critical path of one client alone", spread(col(changes, "critical"))),
+        ("change: rollout (every client's global stack updated)", spread(col(changes, "rollout"))),
+        ("change: ideal (critical x ceil(N / concurrency))", spread(col(changes, "ideal"))),
+        (f"change: rollout / ideal (target <= {RATIO})", spread(col(changes, "ratio"), "x")),
+        ("change: emulator CPU busy", spread([100 * v for v in col(changes, "emulator_busy")], "%", 0)),
+        (
+            f"change: peak memory, {args.clients} clients vs {changes[-1]['small_clients']}",
+            f"{spread(col(changes, 'peak_mb'), ' MB', 0)} vs {spread(col(changes, 'small_peak_mb'), ' MB', 0)}",
+        ),
+        ("change: memory ratio (flat: ~1)", spread(col(changes, "memory_ratio"), "x")),
+        ("drift: wall (whole command)", spread(col(drifts, "wall"))),
+        ("drift: ideal (calls x latency / concurrency)", spread(col(drifts, "ideal"))),
+        (f"drift: wall / ideal (target <= {RATIO})", spread(col(drifts, "ratio"), "x")),
+        (
+            "drift: API calls per client-region",
+            f"mean {last_drift['per_region_mean']:.1f}, max {last_drift['per_region_max']:.1f}",
+        ),
+        ("drift: findings", str(last_drift["statuses"])),
+        ("drift: emulator CPU busy", spread([100 * v for v in col(drifts, "emulator_busy")], "%", 0)),
+    ]
+    ok = (
+        all(r["max_per_client"] <= NOOP_CALLS_PER_CLIENT and r["unchanged"] and r["built"] == 0 for r in noops)
+        and max(col(noops, "ratio")) <= RATIO
+        and max(col(changes, "ratio")) <= RATIO
+        and max(col(changes, "memory_ratio")) <= 1.25
+        and max(col(drifts, "ratio")) <= RATIO
+    )
     print("== results")
     print(table(rows))
     print(f"== targets {'met' if ok else 'NOT met'}")

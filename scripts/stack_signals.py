@@ -22,7 +22,7 @@ import json
 import os
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -444,12 +444,16 @@ def collect(
     baseline: ClientBaseline,
     templates: Mapping[str, Mapping[str, Any]] | None,
     cfn_unsupported: str | None,
+    *,
+    client: Callable[[str, str], Any] | None = None,
 ) -> dict[str, StackSignals]:
-    """Both signals for every stack of one client, keyed by finding region."""
+    """Both signals for every stack of one client, keyed by finding region. ``client``
+    (service, region) -> a client in the account, if the caller has them."""
     out: dict[str, StackSignals] = {}
     for stack_name, region in stacks_of(baseline):
         sig = StackSignals(stack_name, region)
-        cfn = access.thread_client(session, "cloudformation", stack_region(baseline, region))
+        where = stack_region(baseline, region)
+        cfn = client("cloudformation", where) if client else access.thread_client(session, "cloudformation", where)
         synthesized = None if templates is None else templates.get(stack_name)
         if templates is not None and synthesized is None:
             sig.template_default = f"NOT_CHECKED: {stack_name} is not in the cloud assembly"

@@ -240,10 +240,10 @@ def test_out_of_band_changes_are_reported_exactly(
 class _DenyOneRole(AwsAccess):
     """Access where one client's deploy role cannot be assumed (wrong ExternalId, offboarded)."""
 
-    def assume_role(self, role_arn: str, **kwargs: Any) -> boto3.Session:
+    def assumed_credentials(self, role_arn: str, **kwargs: Any) -> Any:  # assume_role uses it too
         if ":444455556666:" in role_arn:
             raise AssumeRoleError(role_arn, "AccessDenied", "not authorized to perform sts:AssumeRole")
-        return super().assume_role(role_arn, **kwargs)
+        return super().assumed_credentials(role_arn, **kwargs)
 
 
 def test_unreachable_client_is_not_checked_and_others_go_on(
