@@ -155,7 +155,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     def prepare() -> int:
         # Under vend deploy's signal handling: an interrupt here still writes a report.
         # Says what it built: "0 prototype(s) built by the CDK" when no client's inputs changed.
-        return synthesize(args.overrides, args.output)
+        return synthesize(args.overrides, args.output, portfolio=portfolio)
 
     return deploy_command(args, _access(args), portfolio, args.output, clients, prepare=prepare)
 

@@ -12,7 +12,7 @@
         message: Rate exceeded
         http_status: 400                 # default 400 (403 for AccessDenied*, 5xx codes as named)
         probability: 0.3                 # or count: N (the first N matching calls); default: always
-        latency_ms: 0                    # optional delay before answering
+        latency_ms: 0                    # optional: the call takes at least this long
     stacks:                              # preset states of stacks
       - account: "777788889999"
         region: us-east-1
@@ -25,9 +25,11 @@
 Rules are checked in file order. A rule *matches* a request by service, operation, account
 (the account of the request's credentials; for ``sts:AssumeRole`` the account of the role
 being assumed) and region; a matching rule *fires* with its probability, or for its first
-``count`` matches, or always. A firing rule waits ``latency_ms``; then, if it has an
-``error``, it answers with that error and no later rule is checked; otherwise the request
-goes on to the next rules and then to moto. S3 requests are matched by service only
+``count`` matches, or always. A firing rule adds its ``latency_ms``; if it has an
+``error``, the call waits that long and answers with the error, and no later rule is
+checked; otherwise the request goes on to the next rules and then to moto, and is answered
+no sooner than the latency after it arrived: like a real API's, the latency includes the
+service's own work (moto's), which does not come on top of it. S3 requests are matched by service only
 (``operation: "*"``): moto serves S3 outside its common dispatch.
 
 One stack instance of a StackSets operation fails with ``operation: StackInstance`` (a
@@ -806,12 +808,21 @@ def _call_action(self: Any) -> Any:
     injector.record(call)
     if call.service == "cloudformation":
         injector.apply_presets(call.account, call.region)
+    arrived = getattr(_active, "arrived", None) or time.monotonic()  # set when the request came in
     delay, rule = injector.decide(call)
-    if delay:
-        time.sleep(delay)
     if rule is not None:
+        time.sleep(delay)
         return _error_triplet(_protocol(self), rule)
-    return _ORIGINALS["call_action"](self)
+    result = _ORIGINALS["call_action"](self)
+    _wait_until(arrived + delay)
+    return result
+
+
+def _wait_until(deadline: float) -> None:
+    """Answer no sooner than ``deadline``: a rule's latency includes moto's own work."""
+    left = deadline - time.monotonic()
+    if left > 0:
+        time.sleep(left)
 
 
 def stack_instance_fault(account: str, region: str) -> FaultRule | None:
@@ -886,17 +897,20 @@ class FaultMiddleware:
         if scope is not None and scope[2] == "s3":
             call = Call("s3", ANY, _account_of(scope[0]), scope[1])
             self.injector.record(call)
+            arrived = time.monotonic()
             delay, rule = self.injector.decide(call)
-            if delay:
-                time.sleep(delay)
             if rule is not None:
+                time.sleep(delay)
                 status, headers, text = _error_triplet("rest-xml", rule)
                 body = text.encode()
                 start_response(f"{status} Error", [*headers.items(), ("Content-Length", str(len(body)))])
                 return [body]
-            return self._through(environ, start_response, path)
+            result = self._through(environ, start_response, path)
+            _wait_until(arrived + delay)
+            return result
         _active.injector = self.injector
         _active.recorded = False
+        _active.arrived = time.monotonic()
         try:
             result = self._through(environ, start_response, path)
             if not _active.recorded and scope is not None:
