@@ -206,7 +206,7 @@ def _load_model(path: Path, model: type[M], problems: list[Problem]) -> M | None
     problems.extend(traps)
     if doc is None:
         return None
-    schema_problems = _schema_problems(doc, json_schema(model), {p.path for p in traps})
+    schema_problems = _schema_problems(doc, model, {p.path for p in traps})
     problems.extend(schema_problems)
     if traps or schema_problems:
         return None
@@ -240,7 +240,7 @@ def _load_override(
     schema = _json_schema(ClientOverride)
     traps = [_for_field(p, doc, schema) for p in traps] + _text_problems(doc)
     problems.extend(traps)
-    schema_problems = _schema_problems(doc, schema, {p.path for p in traps})
+    schema_problems = _schema_problems(doc, ClientOverride, {p.path for p in traps})
     problems.extend(schema_problems)
     override: ClientOverride | None = None
     found = [*traps, *schema_problems]
@@ -537,16 +537,31 @@ def _cross_file_problems(checked: list[tuple[SourceDoc, set[str]]]) -> list[Prob
 # --- schema errors in words ---------------------------------------------------------------
 
 
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``{"$ref": "#/$defs/X"}`` replaced by X itself (the model has no
+    recursive types): resolving references is half the cost of validating 1,000 files."""
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        target = _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {**target, **_inline_refs(rest, defs)} if rest else target
+    return {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+
+
 @cache
-def _validator(schema_json: str) -> jsonschema.protocols.Validator:
-    schema = json.loads(schema_json)
+def _validator(model: type[BaseModel]) -> jsonschema.protocols.Validator:
+    schema = _inline_refs(_json_schema(model), _json_schema(model).get("$defs", {}))
     cls = jsonschema.validators.validator_for(schema)
     # Only the formats the model uses: a date must be a real YYYY-MM-DD day (exceptions[].expires).
     return cls(schema, format_checker=jsonschema.FormatChecker(formats=["date"]))  # type: ignore[no-any-return]
 
 
-def _schema_problems(doc: SourceDoc, schema: dict[str, Any], trap_paths: set[str]) -> list[Problem]:
-    validator = _validator(json.dumps(schema, sort_keys=True))
+def _schema_problems(doc: SourceDoc, model: type[BaseModel], trap_paths: set[str]) -> list[Problem]:
+    validator, schema = _validator(model), _json_schema(model)
     out: list[Problem] = []
     for err in validator.iter_errors(doc.data):
         for path, message in _explain(err, doc, schema):

@@ -34,6 +34,7 @@ from scripts.render import ShapeEntry, with_hash
 from scripts.shapes import SentinelFinder, stack_set_key
 
 LAYOUT_FILE = "stacksets.json"
+LAYOUT_INPUTS_FILE = "stacksets.inputs"  # what the layout was built from (a digest)
 TEMPLATE_DIR = "stacksets"
 LAYOUT_VERSION = 1
 #: Placeholder name (scripts/shapes.py) -> template parameter.
@@ -289,7 +290,18 @@ def build_layout(
     return layout
 
 
-def write_layout(outdir: Path, layout: Layout) -> None:
+def layout_current(outdir: Path, inputs: str) -> bool:
+    """Whether ``outdir`` holds the layout written from ``inputs`` (see :func:`write_layout`)."""
+    try:
+        return (outdir / LAYOUT_INPUTS_FILE).read_text(encoding="utf-8") == inputs and (outdir / LAYOUT_FILE).is_file()
+    except OSError:
+        return False
+
+
+def write_layout(outdir: Path, layout: Layout, *, inputs: str = "") -> None:
+    """Write the layout; ``inputs`` (a digest of what it was built from) lets the next
+    synthesis of the same inputs keep it (:func:`layout_current`)."""
+    (outdir / LAYOUT_INPUTS_FILE).unlink(missing_ok=True)  # first: never vouch for a half-written layout
     folder = outdir / TEMPLATE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     keep = set()
@@ -308,6 +320,8 @@ def write_layout(outdir: Path, layout: Layout) -> None:
         "unsupported": layout.unsupported,
     }
     (outdir / LAYOUT_FILE).write_text(json.dumps(data, indent=1), encoding="utf-8")
+    if inputs:
+        (outdir / LAYOUT_INPUTS_FILE).write_text(inputs, encoding="utf-8")
 
 
 def read_layout(assembly: Path) -> Layout:

@@ -47,7 +47,7 @@ from scripts.shapes import (
     shape_of,
     write_prototypes,
 )
-from scripts.stackset_layout import build_layout, write_layout
+from scripts.stackset_layout import build_layout, layout_current, write_layout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = REPO_ROOT / "app.py"
@@ -445,14 +445,28 @@ def build_assembly(
     writer.put_msp(msp.stacks)
     stats.stacks = writer.finish(msp.header, [c.client for c in selected])
     stats.rendered = writer.rendered
-    layout = build_layout(
-        selected,
-        portfolio.defaults,
-        {c.client: (shapes[c.client].digest, shapes[c.client].values) for c in selected},
-        plan.entries,
-        {c: NO_STACK_SET for c in direct_names},
+    # The stack set layout follows from the code, the defaults and each client's shape and
+    # values: when none of them changed (a no-op deploy), the one on disk is kept.
+    layout_inputs = json.dumps(
+        [
+            code,
+            portfolio.defaults.model_dump(mode="json"),
+            [[c.client, shapes[c.client].digest, shapes[c.client].values] for c in selected],
+            sorted(direct_names),
+        ],
+        sort_keys=True,
+        default=str,
     )
-    write_layout(outdir, layout)
+    layout_key = hashlib.sha256(layout_inputs.encode()).hexdigest()
+    if not layout_current(outdir, layout_key):
+        layout = build_layout(
+            selected,
+            portfolio.defaults,
+            {c.client: (shapes[c.client].digest, shapes[c.client].values) for c in selected},
+            plan.entries,
+            {c: NO_STACK_SET for c in direct_names},
+        )
+        write_layout(outdir, layout, inputs=layout_key)
     stats.seconds = time.monotonic() - start
     return stats
 

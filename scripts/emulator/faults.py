@@ -877,6 +877,11 @@ def _account_of(access_key: str) -> str:
     return str(get_account_id_from(access_key))
 
 
+#: The WSGI environ key of when the request's connection came in (set by the emulator's
+#: request handler; without it, when the middleware saw the request).
+ARRIVED = "vend.arrived"
+
+
 class FaultMiddleware:
     """WSGI middleware in front of moto's app: activates the injector for each request,
     handles S3 (matched by service only), serves the call log, and notices resets."""
@@ -897,7 +902,7 @@ class FaultMiddleware:
         if scope is not None and scope[2] == "s3":
             call = Call("s3", ANY, _account_of(scope[0]), scope[1])
             self.injector.record(call)
-            arrived = time.monotonic()
+            arrived = environ.get(ARRIVED) or time.monotonic()
             delay, rule = self.injector.decide(call)
             if rule is not None:
                 time.sleep(delay)
@@ -910,7 +915,7 @@ class FaultMiddleware:
             return result
         _active.injector = self.injector
         _active.recorded = False
-        _active.arrived = time.monotonic()
+        _active.arrived = environ.get(ARRIVED) or time.monotonic()
         try:
             result = self._through(environ, start_response, path)
             if not _active.recorded and scope is not None:

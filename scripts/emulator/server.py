@@ -13,13 +13,15 @@ it; assume a role into a distinct account (STS, any account id works) to isolate
 from __future__ import annotations
 
 import logging
+import time
 from types import TracebackType
+from typing import Any
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from scripts.emulator.faults import FaultInjector, FaultMiddleware, FaultPlan, install_hooks
+from scripts.emulator.faults import ARRIVED, FaultInjector, FaultMiddleware, FaultPlan, install_hooks
 
 
 def register_models() -> None:
@@ -57,6 +59,21 @@ def register_models() -> None:
             )
 
 
+class _TimedRequestHandler(MotoRequestHandler):
+    """moto's request handler, noting when the connection came in (``vend.arrived`` in the
+    WSGI environ): a fault rule's latency counts from there, as a real API's includes reading
+    the request (every request is a new connection: werkzeug closes each one)."""
+
+    def handle(self) -> None:
+        self.vend_arrived = time.monotonic()
+        super().handle()
+
+    def make_environ(self) -> dict[str, Any]:
+        environ = super().make_environ()
+        environ[ARRIVED] = self.vend_arrived
+        return environ
+
+
 class _FaultyMotoServer(ThreadedMotoServer):
     """moto's threaded server with the fault layer (``faults.FaultMiddleware``) in front."""
 
@@ -66,7 +83,7 @@ class _FaultyMotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:
         app = FaultMiddleware(DomainDispatcherApplication(create_backend_app), self._injector)
-        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=_TimedRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
 
