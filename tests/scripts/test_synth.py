@@ -207,6 +207,31 @@ def test_only_the_changed_client_is_written_again(overrides: Path, tmp_path: Pat
     assert _templates(outdir) == got
 
 
+def test_the_stack_set_layout_is_kept_only_while_its_inputs_are_the_same(overrides: Path, tmp_path: Path) -> None:
+    work = tmp_path / "overrides"
+    shutil.copytree(overrides, work)
+    outdir, cache = tmp_path / "cdk.out", tmp_path / "cache"
+    portfolio, _ = load_portfolio(work)
+    assert portfolio is not None
+    build_assembly(portfolio, work, outdir, cache_dir=cache)
+    layout_file = outdir / "stacksets.json"
+    written = layout_file.stat().st_mtime_ns
+
+    build_assembly(portfolio, work, outdir, cache_dir=cache)  # nothing changed: not written again
+    assert layout_file.stat().st_mtime_ns == written
+
+    twin = work / "twin-one.yaml"
+    twin.write_text(twin.read_text().replace("1000000", "2000000"))
+    portfolio, _ = load_portfolio(work)
+    assert portfolio is not None
+    build_assembly(portfolio, work, outdir, cache_dir=cache)
+    assert layout_file.stat().st_mtime_ns != written
+    # What it holds now is what a synthesis into an empty directory writes.
+    build_assembly(portfolio, work, tmp_path / "fresh", cache_dir=cache)
+    assert layout_file.read_text() == (tmp_path / "fresh" / "stacksets.json").read_text()
+    assert "2000000" in layout_file.read_text()  # the new budget, a parameter of the client's instance
+
+
 def test_vend_synth_says_what_it_built_and_writes_nothing_for_bad_input(
     overrides: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
