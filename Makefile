@@ -43,7 +43,7 @@ bench-synth: install
 	$(BIN)/python bench/synth_bench.py --clients 1000 --runs 3
 
 bench-scale: install
-	$(BIN)/python bench/scale_bench.py --clients 1000
+	$(BIN)/python bench/scale_bench.py --clients 1000 --runs 3
 
 bench: install
 	$(BIN)/python bench/deploy_bench.py --clients 200
