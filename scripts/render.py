@@ -212,6 +212,15 @@ class AssemblyWriter:
         artifacts = dict(self.msp.get("artifacts") or {})
         for client in order:
             artifacts.update(self.clients[client]["artifacts"])
+        # The manifest follows from the header, the order and the records: when none changed
+        # and nobody touched the manifest (a no-op deploy), the assembly is left as it is.
+        manifest_key = hashlib.sha256(json.dumps([header, cdk_out, list(order)], sort_keys=True).encode()).hexdigest()
+        if (
+            self.old.get("clients") == self.clients
+            and self.old.get("msp") == self.msp
+            and self.old.get("manifest") == [manifest_key, *(_stat(self.outdir / "manifest.json") or [])]
+        ):
+            return len(artifacts)
         manifest = {**header, "artifacts": artifacts}
         # The index goes first: a crash below leaves an index that no longer matches, never
         # one that vouches for files that were not written.
@@ -227,7 +236,13 @@ class AssemblyWriter:
         ]:
             if stale.name not in written and stale.is_file():
                 stale.unlink()
-        index = {"version": INDEX_VERSION, "clients": self.clients, "msp": self.msp}
+        manifest_stat = _stat(self.outdir / "manifest.json") or []
+        index = {
+            "version": INDEX_VERSION,
+            "clients": self.clients,
+            "msp": self.msp,
+            "manifest": [manifest_key, *manifest_stat],
+        }
         tmp = self.outdir / f".{INDEX}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(index), encoding="utf-8")
         os.replace(tmp, self.outdir / INDEX)

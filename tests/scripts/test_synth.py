@@ -207,7 +207,7 @@ def test_only_the_changed_client_is_written_again(overrides: Path, tmp_path: Pat
     assert _templates(outdir) == got
 
 
-def test_the_stack_set_layout_is_kept_only_while_its_inputs_are_the_same(overrides: Path, tmp_path: Path) -> None:
+def test_an_unchanged_synthesis_leaves_the_assembly_and_layout_as_they_are(overrides: Path, tmp_path: Path) -> None:
     work = tmp_path / "overrides"
     shutil.copytree(overrides, work)
     outdir, cache = tmp_path / "cdk.out", tmp_path / "cache"
@@ -216,9 +216,18 @@ def test_the_stack_set_layout_is_kept_only_while_its_inputs_are_the_same(overrid
     build_assembly(portfolio, work, outdir, cache_dir=cache)
     layout_file = outdir / "stacksets.json"
     written = layout_file.stat().st_mtime_ns
+    kept = ["manifest.json", ".vend-render.json"]
+    before = {name: (outdir / name).stat().st_mtime_ns for name in kept}
 
-    build_assembly(portfolio, work, outdir, cache_dir=cache)  # nothing changed: not written again
+    build_assembly(portfolio, work, outdir, cache_dir=cache)  # nothing changed: nothing written again
     assert layout_file.stat().st_mtime_ns == written
+    assert {name: (outdir / name).stat().st_mtime_ns for name in kept} == before
+
+    # A manifest edited by hand is not vouched for: it is written again, as synthesized.
+    manifest = (outdir / "manifest.json").read_text()
+    (outdir / "manifest.json").write_text("{}")
+    build_assembly(portfolio, work, outdir, cache_dir=cache)
+    assert (outdir / "manifest.json").read_text() == manifest
 
     twin = work / "twin-one.yaml"
     twin.write_text(twin.read_text().replace("1000000", "2000000"))
