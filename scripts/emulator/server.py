@@ -33,6 +33,7 @@ def register_models() -> None:
     from moto.cloudformation import parsing
 
     from scripts.emulator import (
+        accounts,
         cfn_models,
         cfn_models_extra,
         fast_templates,
@@ -42,6 +43,7 @@ def register_models() -> None:
     )
 
     fast_templates.install_fast_templates()
+    accounts.install_account_index()
     cfn_models.install_engine_patches()
     stack_protection.install_protection_patches()
     stacksets.install_stackset_patches()

@@ -1,0 +1,54 @@
+"""Which emulated account an access key belongs to, without a scan of every account.
+
+moto answers that question (``moto.iam.models.get_account_id_from``, asked for every request
+to set the caller's account) by looking through the IAM backend of every account and
+partition: about 0.7 ms per request with 1,000 client accounts, CPU of the one Python
+process that serves every call. The emulator remembers each answer and checks it with one
+lookup in the remembered account (a key deleted since is looked up again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+_ACCOUNT_OF: dict[str, str] = {}
+_UNKNOWN = ""  # no account has the key
+_ORIGINAL: list[Callable[[str], str]] = []
+_DEFAULT: list[str] = []  # moto's DEFAULT_ACCOUNT_ID
+
+
+def _account_id_from(access_key: str) -> str:
+    known = _ACCOUNT_OF.get(access_key)
+    if known == _UNKNOWN:
+        return _DEFAULT[0]
+    if known is not None and _holds(known, access_key):
+        return known
+    found = _ORIGINAL[0](access_key)
+    # moto's default account is also its answer for a key no account has (e.g. the MSP's own
+    # credentials, which are not IAM keys of an emulated account). Key ids are random: a key
+    # no account has now is not created later.
+    _ACCOUNT_OF[access_key] = found if _holds(found, access_key) else _UNKNOWN
+    return found
+
+
+def _holds(account_id: str, access_key: str) -> bool:
+    from moto.iam.models import iam_backends
+    from moto.utilities.utils import PARTITION_NAMES
+
+    account = iam_backends[account_id]
+    return any(access_key in account[partition].access_keys for partition in PARTITION_NAMES)
+
+
+def install_account_index() -> None:
+    """Patch moto's lookup once per process; the index is emptied with moto's state."""
+    import moto.iam.models
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    from scripts.emulator.faults import ON_RESET
+
+    if _ORIGINAL:
+        return
+    _DEFAULT.append(DEFAULT_ACCOUNT_ID)
+    _ORIGINAL.append(moto.iam.models.get_account_id_from)
+    moto.iam.models.get_account_id_from = _account_id_from
+    ON_RESET.append(_ACCOUNT_OF.clear)
