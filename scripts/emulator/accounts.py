@@ -4,16 +4,20 @@ moto answers that question (``moto.iam.models.get_account_id_from``, asked for e
 to set the caller's account) by looking through the IAM backend of every account and
 partition: about 0.7 ms per request with 1,000 client accounts, CPU of the one Python
 process that serves every call. The emulator remembers each answer and checks it with one
-lookup in the remembered account (a key deleted since is looked up again).
+lookup in the remembered account (a key deleted since is looked up again). The temporary
+keys of AssumeRole, a new one for every client account a run visits, are remembered as
+they are made, so not even their first use scans.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 _ACCOUNT_OF: dict[str, str] = {}
 _UNKNOWN = ""  # no account has the key
 _ORIGINAL: list[Callable[[str], str]] = []
+_ORIGINAL_TEMP_KEY: list[Callable[[Any], Any]] = []
 _DEFAULT: list[str] = []  # moto's DEFAULT_ACCOUNT_ID
 
 
@@ -29,6 +33,12 @@ def _account_id_from(access_key: str) -> str:
     # no account has now is not created later.
     _ACCOUNT_OF[access_key] = found if _holds(found, access_key) else _UNKNOWN
     return found
+
+
+def _create_temp_access_key(self: Any) -> Any:
+    key = _ORIGINAL_TEMP_KEY[0](self)
+    _ACCOUNT_OF[key.physical_resource_id] = self.account_id
+    return key
 
 
 def _holds(account_id: str, access_key: str) -> bool:
@@ -51,4 +61,6 @@ def install_account_index() -> None:
     _DEFAULT.append(DEFAULT_ACCOUNT_ID)
     _ORIGINAL.append(moto.iam.models.get_account_id_from)
     moto.iam.models.get_account_id_from = _account_id_from
+    _ORIGINAL_TEMP_KEY.append(moto.iam.models.IAMBackend.create_temp_access_key)
+    moto.iam.models.IAMBackend.create_temp_access_key = _create_temp_access_key  # type: ignore[method-assign]
     ON_RESET.append(_ACCOUNT_OF.clear)

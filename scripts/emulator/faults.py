@@ -814,7 +814,9 @@ def _call_action(self: Any) -> Any:
         time.sleep(delay)
         return _error_triplet(_protocol(self), rule)
     result = _ORIGINALS["call_action"](self)
-    _wait_until(arrived + delay)
+    # The middleware waits, once Flask and moto have made the HTTP response too: what is
+    # left after the wait is writing it out.
+    _active.deadline = arrived + delay
     return result
 
 
@@ -916,10 +918,13 @@ class FaultMiddleware:
         _active.injector = self.injector
         _active.recorded = False
         _active.arrived = environ.get(ARRIVED) or time.monotonic()
+        _active.deadline = None
         try:
             result = self._through(environ, start_response, path)
             if not _active.recorded and scope is not None:
                 self.injector.record(Call(scope[2], "?", _account_of(scope[0]), scope[1]))
+            if _active.deadline is not None:
+                _wait_until(_active.deadline)
             return result
         finally:
             _active.injector = None

@@ -36,6 +36,7 @@ def register_models() -> None:
         accounts,
         cfn_models,
         cfn_models_extra,
+        dispatch,
         fast_templates,
         resource_import,
         stack_protection,
@@ -44,6 +45,7 @@ def register_models() -> None:
 
     fast_templates.install_fast_templates()
     accounts.install_account_index()
+    dispatch.install_dispatch_cache()
     cfn_models.install_engine_patches()
     stack_protection.install_protection_patches()
     stacksets.install_stackset_patches()

@@ -80,3 +80,19 @@ def test_a_reset_empties_the_index(emulator: Emulator) -> None:
     assert _account_of(emulator.url, key, secret) == account
     requests.post(f"{emulator.url}/moto-api/reset", timeout=10).raise_for_status()
     assert _account_of(emulator.url, key, secret) == "123456789012"  # the key went with the state
+
+
+def test_an_assumed_role_key_is_known_from_its_creation(emulator: Emulator) -> None:
+    account = "400000000097"
+    sts = boto3.client("sts", endpoint_url=emulator.url, **BASE)
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/admin", RoleSessionName="test")["Credentials"]
+    assert account_index._ACCOUNT_OF[creds["AccessKeyId"]] == account  # before its first use
+    assumed = boto3.client(
+        "sts",
+        endpoint_url=emulator.url,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=REGION,
+    )
+    assert assumed.get_caller_identity()["Account"] == account
