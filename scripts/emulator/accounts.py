@@ -16,18 +16,17 @@ from typing import Any
 
 _ACCOUNT_OF: dict[str, str] = {}
 _UNKNOWN = ""  # no account has the key
-_ORIGINAL: list[Callable[[str], str]] = []
-_ORIGINAL_TEMP_KEY: list[Callable[[Any], Any]] = []
-_DEFAULT: list[str] = []  # moto's DEFAULT_ACCOUNT_ID
+_ORIGINALS: dict[str, Callable[..., Any]] = {}
+_MOTO: dict[str, Any] = {}  # moto's pieces, looked up once at install: these run on every request
 
 
 def _account_id_from(access_key: str) -> str:
     known = _ACCOUNT_OF.get(access_key)
     if known == _UNKNOWN:
-        return _DEFAULT[0]
+        return str(_MOTO["default_account"])
     if known is not None and _holds(known, access_key):
         return known
-    found = _ORIGINAL[0](access_key)
+    found = str(_ORIGINALS["get_account_id_from"](access_key))
     # moto's default account is also its answer for a key no account has (e.g. the MSP's own
     # credentials, which are not IAM keys of an emulated account). Key ids are random: a key
     # no account has now is not created later.
@@ -36,31 +35,31 @@ def _account_id_from(access_key: str) -> str:
 
 
 def _create_temp_access_key(self: Any) -> Any:
-    key = _ORIGINAL_TEMP_KEY[0](self)
+    key = _ORIGINALS["create_temp_access_key"](self)
     _ACCOUNT_OF[key.physical_resource_id] = self.account_id
     return key
 
 
 def _holds(account_id: str, access_key: str) -> bool:
-    from moto.iam.models import iam_backends
-    from moto.utilities.utils import PARTITION_NAMES
-
-    account = iam_backends[account_id]
-    return any(access_key in account[partition].access_keys for partition in PARTITION_NAMES)
+    account = _MOTO["iam_backends"][account_id]
+    return any(access_key in account[partition].access_keys for partition in _MOTO["partitions"])
 
 
 def install_account_index() -> None:
     """Patch moto's lookup once per process; the index is emptied with moto's state."""
     import moto.iam.models
     from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.utilities.utils import PARTITION_NAMES
 
     from scripts.emulator.faults import ON_RESET
 
-    if _ORIGINAL:
+    if _ORIGINALS:
         return
-    _DEFAULT.append(DEFAULT_ACCOUNT_ID)
-    _ORIGINAL.append(moto.iam.models.get_account_id_from)
+    _MOTO.update(
+        default_account=DEFAULT_ACCOUNT_ID, iam_backends=moto.iam.models.iam_backends, partitions=PARTITION_NAMES
+    )
+    _ORIGINALS["get_account_id_from"] = moto.iam.models.get_account_id_from
+    _ORIGINALS["create_temp_access_key"] = moto.iam.models.IAMBackend.create_temp_access_key
     moto.iam.models.get_account_id_from = _account_id_from
-    _ORIGINAL_TEMP_KEY.append(moto.iam.models.IAMBackend.create_temp_access_key)
     moto.iam.models.IAMBackend.create_temp_access_key = _create_temp_access_key  # type: ignore[method-assign]
     ON_RESET.append(_ACCOUNT_OF.clear)

@@ -9,23 +9,19 @@ eight requests at a time the lock was a queue every request waited in.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 _BACKEND_OF: dict[str | None, Any] = {}
-_LOCK = threading.Lock()
 _ORIGINAL: list[Callable[[Any, str | None], Any]] = []
+_MISSING = object()
 
 
 def _backend_for_host(self: Any, host: str | None) -> Any:
-    try:
-        return _BACKEND_OF[host]
-    except KeyError:
-        pass
-    found = _ORIGINAL[0](self, host)
-    with _LOCK:
-        _BACKEND_OF[host] = found
+    # moto calls this under its dispatcher's lock; a lost race would only store the same answer.
+    found = _BACKEND_OF.get(host, _MISSING)
+    if found is _MISSING:
+        found = _BACKEND_OF[host] = _ORIGINAL[0](self, host)
     return found
 
 

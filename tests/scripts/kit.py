@@ -7,9 +7,11 @@ import os
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from scripts.assembly import StackArtifact, read_assembly
@@ -144,3 +146,38 @@ def stack_status(access: AwsAccess, account: str, name: str, region: str = REGIO
         return str(cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"])
     except Exception:
         return None
+
+
+@dataclass
+class Account:
+    """boto3 clients acting in one assumed account, against the emulator."""
+
+    account_id: str
+    session: boto3.Session
+    url: str
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.url)  # type: ignore[call-overload]
+
+
+def assume(emulator: Emulator, account_id: str, region: str = REGION) -> Account:
+    """Assume the deploy role as the driver does; later calls act in that account."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=emulator.url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    creds = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{account_id}:role/VendDeploy",
+        RoleSessionName="vend-test",
+        ExternalId="x-1234",
+    )["Credentials"]
+    session = boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=region,
+    )
+    return Account(account_id, session, emulator.url)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from scripts.emulator.server import Emulator, register_models
+from tests.scripts.kit import Account, assume
 
 REGION = "us-east-1"
 CLIENT_ACCOUNT = "111122223333"
@@ -29,41 +28,6 @@ AWS_POLICY = "arn:aws:iam::aws:policy/"
 def emulator() -> Iterator[Emulator]:
     with Emulator() as running:
         yield running
-
-
-@dataclass
-class Account:
-    """boto3 clients acting in one assumed account, against the emulator."""
-
-    account_id: str
-    session: boto3.Session
-    url: str
-
-    def client(self, service: str) -> Any:
-        return self.session.client(service, endpoint_url=self.url)  # type: ignore[call-overload]
-
-
-def assume(emulator: Emulator, account_id: str, region: str = REGION) -> Account:
-    """Assume the deploy role as the driver does; later calls act in that account."""
-    sts = boto3.client(
-        "sts",
-        endpoint_url=emulator.url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    creds = sts.assume_role(
-        RoleArn=f"arn:aws:iam::{account_id}:role/VendDeploy",
-        RoleSessionName="vend-test",
-        ExternalId="x-1234",
-    )["Credentials"]
-    session = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-        region_name=region,
-    )
-    return Account(account_id, session, emulator.url)
 
 
 # --- the template under test -------------------------------------------------------------

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -23,6 +22,7 @@ from moto.cloudformation.models import StackSet, cloudformation_backends
 from scripts.emulator import stacksets
 from scripts.emulator.faults import parse_fault_text
 from scripts.emulator.server import Emulator
+from tests.scripts.kit import assume
 
 REGION = "us-east-1"
 OTHER_REGION = "eu-west-1"
@@ -74,23 +74,7 @@ def no_faults(emulator: Emulator) -> Iterator[None]:
 
 def client(emulator: Emulator, service: str, account: str, region: str = REGION) -> Any:
     """A client acting in ``account`` (assumed role; moto keeps each account apart)."""
-    sts = boto3.client(
-        "sts",
-        endpoint_url=emulator.url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/VendDeploy", RoleSessionName="stacksets-test")[
-        "Credentials"
-    ]
-    session = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-        region_name=region,
-    )
-    return session.client(service, endpoint_url=emulator.url, config=NO_RETRIES)
+    return assume(emulator, account, region).session.client(service, endpoint_url=emulator.url, config=NO_RETRIES)
 
 
 def error_code(call: Any, **kwargs: Any) -> str:
