@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import jsonschema
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 
@@ -33,12 +32,16 @@ from baseline.model import (
     Profile,
 )
 from baseline.regions import COMMERCIAL_REGIONS
+from baseline.validation_cache import ValidationCache, context_key
 from baseline.yamlsource import Problem, SourceDoc, format_path, load_yaml, number_trap
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = PACKAGE_DIR / "defaults.yaml"
 PROFILES_DIR = PACKAGE_DIR / "profiles"
 SCHEMA_FILE = PACKAGE_DIR / "override.schema.json"
+
+if TYPE_CHECKING:
+    import jsonschema
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -119,19 +122,24 @@ def load_portfolio(
     defaults_file: Path = DEFAULTS_FILE,
     profiles_dir: Path = PROFILES_DIR,
     today: date | None = None,
+    cache_dir: Path | None = None,
 ) -> tuple[Portfolio | None, list[Problem]]:
     """Validate every file; return the portfolio only if there is no error.
 
     ``today`` dates the exception expiry checks; default: ``VEND_TODAY`` (ISO date) if set,
     else the current date (`vend diff` synthesizes its base side as of the base commit).
+    ``cache_dir``: remember the files that passed there, and skip checking them again while
+    they, the defaults, the profiles, the code and the date stay the same
+    (``validation_cache.py``).
     """
     today = today or _today()
     paths = [overrides] if isinstance(overrides, Path) else list(overrides)
     problems: list[Problem] = []
-    defaults = _load_model(defaults_file, MspDefaults, problems)
+    cache = _cache(cache_dir, defaults_file, profiles_dir, today)
+    defaults = _load_model(defaults_file, MspDefaults, problems, cache)
     profiles: dict[str, Profile] = {}
     for pf in sorted(profiles_dir.glob("*.yaml")):
-        profile = _load_model(pf, Profile, problems)
+        profile = _load_model(pf, Profile, problems, cache)
         if profile is not None:
             profiles[pf.stem] = profile
     if defaults is not None:
@@ -141,6 +149,14 @@ def load_portfolio(
     loaded: list[tuple[SourceDoc, ClientOverride]] = []
     checked: list[tuple[SourceDoc, set[str]]] = []  # every readable file, with the paths that are wrong
     for f in files:
+        data, key = _read(f, cache)
+        remembered = cache.lookup(f, key) if cache is not None and key else None
+        if remembered is not None:
+            known, warnings = remembered
+            problems.extend(warnings)
+            checked.append((known, set()))
+            loaded.append((known, ClientOverride.model_validate(known.data)))
+            continue
         default_rules = [r.name for r in defaults.config_rules] if defaults else []
         before = len(problems)
         doc, override = _load_override(
@@ -150,17 +166,42 @@ def load_portfolio(
             today=today,
             default_rules=default_rules,
             client_defaults=defaults.client_defaults if defaults else None,
+            data=data,
         )
         if doc is not None and isinstance(doc.data, dict):
             checked.append((doc, _bad_paths(problems[before:])))
         if doc is not None and override is not None:
             loaded.append((doc, override))
+            if cache is not None and key:
+                cache.store(f, key, doc, problems[before:])
     problems.extend(_cross_file_problems(checked))
     errors = [p for p in problems if p.severity == "error"]
     if errors or defaults is None:
         return None, sorted(problems)
     clients = tuple(_effective(doc.file, o, defaults, profiles) for doc, o in loaded)
     return Portfolio(defaults=defaults, profiles=profiles, clients=clients), sorted(problems)
+
+
+def _cache(cache_dir: Path | None, defaults_file: Path, profiles_dir: Path, today: date) -> ValidationCache | None:
+    if cache_dir is None:
+        return None
+    try:
+        context = context_key([defaults_file, *sorted(profiles_dir.glob("*.yaml"))], today)
+    except OSError:
+        return None
+    return ValidationCache(cache_dir / "validated", context)
+
+
+def _read(path: Path, cache: ValidationCache | None) -> tuple[bytes | None, str]:
+    """The file's bytes, read once for both the cache key and the parser (None: unreadable,
+    which the parser reports), and its cache key ("" without a cache)."""
+    if path.suffix not in (".yaml", ".yml"):
+        return None, ""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None, ""
+    return data, cache.key(path, data) if cache is not None else ""
 
 
 def _defaults_problems(defaults_file: Path, defaults: MspDefaults) -> list[Problem]:
@@ -201,8 +242,12 @@ def effective_client(
 # --- per file -----------------------------------------------------------------------------
 
 
-def _load_model(path: Path, model: type[M], problems: list[Problem]) -> M | None:
-    doc, traps = load_yaml(path)
+def _load_model(path: Path, model: type[M], problems: list[Problem], cache: ValidationCache | None = None) -> M | None:
+    data, key = _read(path, cache)
+    remembered = cache.lookup(path, key) if cache is not None and key else None
+    if remembered is not None:
+        return model.model_validate(remembered[0].data)
+    doc, traps = load_yaml(path, data)
     problems.extend(traps)
     if doc is None:
         return None
@@ -211,10 +256,13 @@ def _load_model(path: Path, model: type[M], problems: list[Problem]) -> M | None
     if traps or schema_problems:
         return None
     try:
-        return model.model_validate(doc.data)
+        loaded = model.model_validate(doc.data)
     except ValidationError as exc:  # the schema and the model should agree; report, never crash
         problems.extend(_pydantic_problems(doc, exc))
         return None
+    if cache is not None and key:
+        cache.store(path, key, doc, [])
+    return loaded
 
 
 def _load_override(
@@ -225,11 +273,12 @@ def _load_override(
     today: date | None = None,
     default_rules: Sequence[str] = (),
     client_defaults: ClientDefaults | None = None,
+    data: bytes | None = None,
 ) -> tuple[SourceDoc | None, ClientOverride | None]:
     if path.suffix not in (".yaml", ".yml"):
         problems.append(Problem(str(path), 1, 1, "", "override files must end in .yaml"))
         return None, None
-    doc, traps = load_yaml(path)
+    doc, traps = load_yaml(path, data)
     if doc is None:
         problems.extend(traps)
         return None, None
@@ -554,6 +603,8 @@ def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
 
 @cache
 def _validator(model: type[BaseModel]) -> jsonschema.protocols.Validator:
+    import jsonschema  # ~75 ms to import; a run whose files are all remembered never needs it
+
     schema = _inline_refs(_json_schema(model), _json_schema(model).get("$defs", {}))
     cls = jsonschema.validators.validator_for(schema)
     # Only the formats the model uses: a date must be a real YYYY-MM-DD day (exceptions[].expires).

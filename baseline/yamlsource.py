@@ -191,11 +191,12 @@ def _syntax_message(problem: str) -> str:
     return f"not valid YAML: {problem}"
 
 
-def load_yaml(path: Path) -> tuple[SourceDoc | None, list[Problem]]:
-    """Parse ``path``; return the document (None if unusable) and every trap found."""
+def load_yaml(path: Path, data: bytes | None = None) -> tuple[SourceDoc | None, list[Problem]]:
+    """Parse ``path`` (``data``: its bytes, when the caller has read them); return the
+    document (None if unusable) and every trap found."""
     name = str(path)
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
     except OSError as exc:
         return None, [Problem(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]
     try:

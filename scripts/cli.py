@@ -32,7 +32,7 @@ from scripts.deploy_cmd import (
 )
 from scripts.drift import drift_portfolio
 from scripts.report import deploy_line, deploy_summary, render_drift
-from scripts.synth import stale_clients, synthesize
+from scripts.synth import default_cache_dir, stale_clients, synthesize
 
 CLIENT_TAG = "vend:client"
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_DRIFT = 0, 1, 2, 3
@@ -43,7 +43,8 @@ def _err(message: str) -> None:
 
 
 def _load(overrides: Path, *, quiet_ok: bool = True) -> Portfolio | None:
-    portfolio, problems = load_portfolio(overrides)
+    # Files that passed before are not checked again (`vend validate` always checks all).
+    portfolio, problems = load_portfolio(overrides, cache_dir=default_cache_dir())
     for p in problems:
         print(p, file=sys.stderr)
     if portfolio is None:

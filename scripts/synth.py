@@ -138,7 +138,7 @@ def synthesize(
         return synthesize_direct(overrides, outdir, client=client, validation=validation, quiet=quiet)
     problems: list[Any] = []
     if portfolio is None:
-        portfolio, problems = load_portfolio(overrides)
+        portfolio, problems = load_portfolio(overrides, cache_dir=cache_dir or default_cache_dir())
     for problem in problems:
         print(problem, file=sys.stderr)
     if portfolio is None:
