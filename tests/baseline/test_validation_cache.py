@@ -89,6 +89,10 @@ def test_new_defaults_or_profiles_check_every_file_again(overrides: Path, tmp_pa
     (profiles / "hipaa.yaml").write_text((profiles / "hipaa.yaml").read_text() + "\n")
     portfolio, _ = load_portfolio(overrides, **kwargs)  # type: ignore[arg-type]
     assert portfolio is not None and portfolio.client("acme-health").budget_limit_usd != 4321
+    _tamper(cache, 4321)
+    defaults.write_text(defaults.read_text() + "\n")
+    portfolio, _ = load_portfolio(overrides, **kwargs)  # type: ignore[arg-type]
+    assert portfolio is not None and portfolio.client("acme-health").budget_limit_usd != 4321
 
 
 def test_files_with_errors_are_never_remembered(overrides: Path, tmp_path: Path) -> None:
