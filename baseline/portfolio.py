@@ -135,11 +135,13 @@ def load_portfolio(
     today = today or _today()
     paths = [overrides] if isinstance(overrides, Path) else list(overrides)
     problems: list[Problem] = []
-    cache = _cache(cache_dir, defaults_file, profiles_dir, today)
-    defaults = _load_model(defaults_file, MspDefaults, problems, cache)
+    # Read once: the bytes that key the cache are the bytes parsed, even if a file changes meanwhile.
+    inputs = {path: _read(path) for path in [defaults_file, *sorted(profiles_dir.glob("*.yaml"))]}
+    cache = _cache(cache_dir, inputs, today)
+    defaults = _load_model(defaults_file, inputs[defaults_file], MspDefaults, problems, cache)
     profiles: dict[str, Profile] = {}
     for pf in sorted(profiles_dir.glob("*.yaml")):
-        profile = _load_model(pf, Profile, problems, cache)
+        profile = _load_model(pf, inputs[pf], Profile, problems, cache)
         if profile is not None:
             profiles[pf.stem] = profile
     if defaults is not None:
@@ -149,13 +151,13 @@ def load_portfolio(
     loaded: list[tuple[SourceDoc, ClientOverride]] = []
     checked: list[tuple[SourceDoc, set[str]]] = []  # every readable file, with the paths that are wrong
     for f in files:
-        data, key = _read(f, cache)
-        remembered = cache.lookup(f, key) if cache is not None and key else None
+        data = _read(f)
+        key = cache.key(f, data) if cache is not None and data is not None else ""
+        remembered = _remembered(cache, f, data, key, ClientOverride)
         if remembered is not None:
-            known, warnings = remembered
-            problems.extend(warnings)
-            checked.append((known, set()))
-            loaded.append((known, ClientOverride.model_validate(known.data)))
+            problems.extend(remembered[1])
+            checked.append((remembered[0], set()))
+            loaded.append((remembered[0], remembered[2]))
             continue
         default_rules = [r.name for r in defaults.config_rules] if defaults else []
         before = len(problems)
@@ -182,26 +184,40 @@ def load_portfolio(
     return Portfolio(defaults=defaults, profiles=profiles, clients=clients), sorted(problems)
 
 
-def _cache(cache_dir: Path | None, defaults_file: Path, profiles_dir: Path, today: date) -> ValidationCache | None:
-    if cache_dir is None:
+def _cache(cache_dir: Path | None, inputs: dict[Path, bytes | None], today: date) -> ValidationCache | None:
+    if cache_dir is None or any(data is None for data in inputs.values()):
         return None
     try:
-        context = context_key([defaults_file, *sorted(profiles_dir.glob("*.yaml"))], today)
+        context = context_key([(path, data) for path, data in inputs.items() if data is not None], today)
     except OSError:
         return None
     return ValidationCache(cache_dir / "validated", context)
 
 
-def _read(path: Path, cache: ValidationCache | None) -> tuple[bytes | None, str]:
-    """The file's bytes, read once for both the cache key and the parser (None: unreadable,
-    which the parser reports), and its cache key ("" without a cache)."""
+def _read(path: Path) -> bytes | None:
+    """The file's bytes, read once for both the cache key and the parser (None: unreadable or
+    not YAML, which the parser reports)."""
     if path.suffix not in (".yaml", ".yml"):
-        return None, ""
+        return None
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError:
-        return None, ""
-    return data, cache.key(path, data) if cache is not None else ""
+        return None
+
+
+def _remembered(
+    cache: ValidationCache | None, path: Path, data: bytes | None, key: str, model: type[M]
+) -> tuple[SourceDoc, list[Problem], M] | None:
+    """The file as it passed before, if the cache holds it (a miss: check it now)."""
+    if cache is None or data is None or not key:
+        return None
+    remembered = cache.lookup(path, key, data)
+    if remembered is None:
+        return None
+    try:
+        return remembered[0], remembered[1], model.model_validate(remembered[0].data)
+    except ValidationError:  # an entry the model refuses was not written by vend: check the file
+        return None
 
 
 def _defaults_problems(defaults_file: Path, defaults: MspDefaults) -> list[Problem]:
@@ -242,11 +258,13 @@ def effective_client(
 # --- per file -----------------------------------------------------------------------------
 
 
-def _load_model(path: Path, model: type[M], problems: list[Problem], cache: ValidationCache | None = None) -> M | None:
-    data, key = _read(path, cache)
-    remembered = cache.lookup(path, key) if cache is not None and key else None
+def _load_model(
+    path: Path, data: bytes | None, model: type[M], problems: list[Problem], cache: ValidationCache | None
+) -> M | None:
+    key = cache.key(path, data) if cache is not None and data is not None else ""
+    remembered = _remembered(cache, path, data, key, model)
     if remembered is not None:
-        return model.model_validate(remembered[0].data)
+        return remembered[2]
     doc, traps = load_yaml(path, data)
     problems.extend(traps)
     if doc is None:

@@ -7,8 +7,10 @@ the date (exception expiry warnings and errors depend on it). Only files without
 remembered: a broken file is checked again every time, and reported in full.
 
 Entries are JSON, one per override path (so the cache does not grow with every edit), never
-pickle: a cache directory restored in CI must not be able to run code. A cache that cannot
-be read or written is skipped: it only saves time.
+pickle: a cache directory restored in CI must not be able to run code. Nor can an entry
+supply configuration: the values vend uses are always parsed from the file itself (with
+libyaml's fast loader, no line marks), and an entry whose remembered values differ from
+them is a miss. A cache that cannot be read or written is skipped: it only saves time.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
+import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import astuple
@@ -24,21 +28,33 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from baseline.yamlsource import Problem, SourceDoc
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: Libraries whose behaviour decides a file's result.
 LIBRARIES = ("pydantic", "pydantic-core", "jsonschema", "PyYAML")
 #: Bump when an entry's layout changes.
-FORMAT = 1
+FORMAT = 2
 
 
-def context_key(inputs: Iterable[Path], today: date) -> str:
+class _PlainLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader (pure Python where libyaml is missing), keeping dates as text
+    as ``yamlsource.load_yaml`` does: what a remembered file's values are checked against."""
+
+
+_PlainLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: node.value)
+
+
+def context_key(inputs: Iterable[tuple[Path, bytes]], today: date) -> str:
     """What every file's result depends on besides the file: ``inputs`` (the defaults and
-    profile files), the validation code (this package), library versions and ``today``."""
-    digest = hashlib.sha256(f"vend-validation {FORMAT} {today.isoformat()}\0".encode())
-    for path in [*sorted(PACKAGE_DIR.glob("*.py")), *inputs]:
-        digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    profile files, with the bytes the caller parses), the validation code (this package),
+    Python's and the libraries' versions, and ``today``."""
+    digest = hashlib.sha256(f"vend-validation {FORMAT} {today.isoformat()} {sys.version}\0".encode())
+    code = [(path, path.read_bytes()) for path in sorted(PACKAGE_DIR.glob("*.py"))]
+    for path, data in [*code, *inputs]:
+        digest.update(str(path).encode() + b"\0" + data + b"\0")
     for library in LIBRARIES:
         try:
             digest.update(f"{library}=={metadata.version(library)}\0".encode())
@@ -58,14 +74,17 @@ class ValidationCache:
     def key(self, path: Path, data: bytes) -> str:
         return hashlib.sha256(f"{self.context}\0{path}\0".encode() + data).hexdigest()
 
-    def lookup(self, path: Path, key: str) -> tuple[SourceDoc, list[Problem]] | None:
-        """The document and warnings remembered for ``path`` under ``key``, if any."""
+    def lookup(self, path: Path, key: str, data: bytes) -> tuple[SourceDoc, list[Problem]] | None:
+        """The document and warnings remembered for ``path`` under ``key``, if any, and only
+        if the remembered values are the ones ``data`` (the file's bytes) holds."""
         try:
-            entry = json.loads(self._entry(path).read_text(encoding="utf-8"))
+            entry = json.loads(_read_regular(self._entry(path)))
             if entry.get("key") != key:
                 return None
             doc, problems = _decode_doc(entry["doc"]), [Problem(*p) for p in entry["problems"]]
-        except (OSError, ValueError, KeyError, TypeError):
+            if yaml.load(data, Loader=_PlainLoader) != doc.data:  # noqa: S506 - a safe loader
+                return None
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
             return None
         self.hits += 1
         return doc, problems
@@ -82,14 +101,27 @@ class ValidationCache:
             self.directory.mkdir(parents=True, exist_ok=True)
             text = json.dumps({"key": key, "doc": encoded, "problems": [list(astuple(p)) for p in problems]})
             fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        except (OSError, TypeError, ValueError):
+            return
+        try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(text)
             os.replace(tmp, self._entry(path))
-        except (OSError, TypeError, ValueError):
-            return
+        except OSError:
+            Path(tmp).unlink(missing_ok=True)
 
     def _entry(self, path: Path) -> Path:
         return self.directory / (hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:32] + ".json")
+
+
+def _read_regular(path: Path) -> str:
+    """A regular file's text; anything else (a FIFO, a directory) raises OSError at once,
+    so a cache entry can never make vend wait."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return handle.read().decode("utf-8")
 
 
 def _encode_doc(doc: SourceDoc) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 from baseline.portfolio import Portfolio, load_portfolio, render_schema
@@ -583,8 +584,26 @@ def _review_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], c
     s.set_defaults(func=cmd_reference)
 
 
+def _environment_problem() -> str | None:
+    """What is wrong with vend's own environment variables, before any work starts."""
+    today = os.environ.get("VEND_TODAY")
+    if today:
+        try:
+            date.fromisoformat(today)
+        except ValueError:
+            return f"VEND_TODAY={today!r} is not a date: write it as YYYY-MM-DD, or unset it to use today's date"
+    cache = os.environ.get("VEND_CACHE_DIR")
+    if cache and Path(cache).exists() and not Path(cache).is_dir():
+        return f"VEND_CACHE_DIR={cache!r} is not a directory: point it at a directory (it is made if missing)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    problem = _environment_problem()
+    if problem is not None:
+        _err(problem)
+        return EXIT_INVALID
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

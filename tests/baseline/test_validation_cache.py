@@ -1,16 +1,22 @@
-"""The validation cache: a file that passed is not checked again, and anything that could
-change its result (its bytes, the defaults, the profiles, the date) checks it again."""
+"""The validation cache: a file that passed is not checked again, anything that could
+change its result (its bytes, the defaults, the profiles, the date) checks it again, and an
+entry never supplies values the file does not hold."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from baseline.portfolio import load_portfolio
+from baseline.portfolio import DEFAULTS_FILE, PROFILES_DIR, load_portfolio
+from baseline.validation_cache import ValidationCache, context_key
+from baseline.yamlsource import Problem
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXPIRING = (
@@ -32,13 +38,23 @@ def _entries(cache: Path) -> list[Path]:
     return sorted((cache / "validated").glob("*.json"))
 
 
-def _tamper(cache: Path, budget: int) -> None:
-    """Change the remembered budget of every client entry: a run that reports it read the cache."""
-    for entry in _entries(cache):
-        data = json.loads(entry.read_text())
-        if "budget" in data["doc"]["data"]:
-            data["doc"]["data"]["budget"]["monthly_limit_usd"] = budget
-            entry.write_text(json.dumps(data))
+#: A warning added to remembered entries: a run that prints it read the cache.
+MARK = ["remembered", 1, 1, "", "read from the cache", "warning"]
+
+
+def _client_entries(cache: Path) -> list[tuple[Path, dict[str, Any]]]:
+    entries = [(entry, json.loads(entry.read_text())) for entry in _entries(cache)]
+    return [(entry, data) for entry, data in entries if "client" in data["doc"]["data"]]
+
+
+def _mark(cache: Path) -> None:
+    for entry, data in _client_entries(cache):
+        data["problems"].append(MARK)
+        entry.write_text(json.dumps(data))
+
+
+def _read_the_cache(problems: list[Problem]) -> bool:
+    return Problem(*MARK) in problems  # type: ignore[arg-type]
 
 
 def test_a_second_run_reads_the_remembered_files_and_agrees(overrides: Path, tmp_path: Path) -> None:
@@ -49,9 +65,40 @@ def test_a_second_run_reads_the_remembered_files_and_agrees(overrides: Path, tmp
     assert plain is not None and plain == first == second
     assert plain_problems == first_problems == second_problems == []
     assert len(_entries(cache)) == 1 + 1 + 2  # the client, the defaults, two profiles
-    _tamper(cache, 4321)
-    tampered, _ = load_portfolio(overrides, today=DAY, cache_dir=cache)
-    assert tampered is not None and tampered.client("acme-health").budget_limit_usd == 4321
+    _mark(cache)
+    third, third_problems = load_portfolio(overrides, today=DAY, cache_dir=cache)
+    assert third == plain and _read_the_cache(third_problems)
+
+
+def test_an_entry_never_supplies_values_the_file_does_not_hold(overrides: Path, tmp_path: Path) -> None:
+    """A forged entry (a poisoned CI cache) cannot change the configuration: the values are
+    always the file's own, and an entry that disagrees with them is a miss."""
+    cache = tmp_path / "cache"
+    assert load_portfolio(overrides, today=DAY, cache_dir=cache)[0] is not None
+    _mark(cache)
+    for entry, data in _client_entries(cache):
+        data["doc"]["data"]["access"]["deploy_role_arn"] = "arn:aws:iam::999999999999:role/Elsewhere"
+        entry.write_text(json.dumps(data))
+    portfolio, problems = load_portfolio(overrides, today=DAY, cache_dir=cache)
+    assert portfolio is not None and not _read_the_cache(problems)
+    assert portfolio.client("acme-health").deploy_role_arn == "arn:aws:iam::111122223333:role/VendDeploy"
+
+
+def test_an_entry_vouching_for_a_file_the_model_refuses_is_a_miss(overrides: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    path = overrides / "acme-health.yaml"
+    path.write_text(path.read_text().replace("engagement: managed", "engagement: manged"))
+    data = path.read_bytes()
+    inputs = [(p, p.read_bytes()) for p in [DEFAULTS_FILE, *sorted(PROFILES_DIR.glob("*.yaml"))]]
+    forged = ValidationCache(cache / "validated", context_key(inputs, DAY))
+    doc = load_portfolio(overrides, today=DAY)  # the real check fails; forge what it would have kept
+    assert doc[0] is None
+    from baseline.yamlsource import load_yaml
+
+    forged.store(path, forged.key(path, data), load_yaml(path, data)[0], [])  # type: ignore[arg-type]
+    assert len(_entries(cache)) == 1
+    portfolio, problems = load_portfolio(overrides, today=DAY, cache_dir=cache)
+    assert portfolio is None and [(p.line, p.path) for p in problems] == [(6, "engagement")]
 
 
 def test_an_edited_file_is_checked_again(overrides: Path, tmp_path: Path) -> None:
@@ -83,16 +130,40 @@ def test_new_defaults_or_profiles_check_every_file_again(overrides: Path, tmp_pa
     defaults, profiles = tmp_path / "defaults.yaml", tmp_path / "profiles"
     shutil.copy(base / "defaults.yaml", defaults)
     shutil.copytree(base / "profiles", profiles, ignore=shutil.ignore_patterns("*.md"))
-    kwargs = {"today": DAY, "cache_dir": cache, "defaults_file": defaults, "profiles_dir": profiles}
-    assert load_portfolio(overrides, **kwargs)[0] is not None  # type: ignore[arg-type]
-    _tamper(cache, 4321)
+    kwargs: dict[str, Any] = {"today": DAY, "cache_dir": cache, "defaults_file": defaults, "profiles_dir": profiles}
+
+    def read_the_cache() -> bool:
+        portfolio, problems = load_portfolio(overrides, **kwargs)
+        assert portfolio is not None
+        hit = _read_the_cache(problems)
+        _mark(cache)
+        return hit
+
+    read_the_cache()
+    assert read_the_cache()  # nothing changed
     (profiles / "hipaa.yaml").write_text((profiles / "hipaa.yaml").read_text() + "\n")
-    portfolio, _ = load_portfolio(overrides, **kwargs)  # type: ignore[arg-type]
-    assert portfolio is not None and portfolio.client("acme-health").budget_limit_usd != 4321
-    _tamper(cache, 4321)
+    assert not read_the_cache()
+    assert read_the_cache()
     defaults.write_text(defaults.read_text() + "\n")
-    portfolio, _ = load_portfolio(overrides, **kwargs)  # type: ignore[arg-type]
-    assert portfolio is not None and portfolio.client("acme-health").budget_limit_usd != 4321
+    assert not read_the_cache()
+
+
+def test_the_defaults_are_read_once_so_the_key_matches_what_was_checked(
+    overrides: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read twice, a defaults file edited in between would be checked as one version and
+    remembered under the other's key."""
+    reads: list[Path] = []
+    original = Path.read_bytes
+
+    def counted(self: Path) -> bytes:
+        reads.append(self)
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    assert load_portfolio(overrides, today=DAY, cache_dir=tmp_path / "cache")[0] is not None
+    assert reads.count(DEFAULTS_FILE) == 1
+    assert reads.count(PROFILES_DIR / "hipaa.yaml") == 1
 
 
 def test_files_with_errors_are_never_remembered(overrides: Path, tmp_path: Path) -> None:
@@ -115,3 +186,18 @@ def test_a_broken_or_unwritable_cache_only_costs_time(overrides: Path, tmp_path:
     blocked.write_text("a file where the cache directory should be")
     portfolio, problems = load_portfolio(overrides, today=DAY, cache_dir=blocked)
     assert portfolio is not None and problems == []
+
+
+def test_an_entry_that_is_not_a_regular_file_never_makes_vend_wait(overrides: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    assert load_portfolio(overrides, today=DAY, cache_dir=cache)[0] is not None
+    for entry in _entries(cache):
+        entry.unlink()
+        os.mkfifo(entry)  # opened for reading without a writer, it would block forever
+    result: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: result.append(load_portfolio(overrides, today=DAY, cache_dir=cache)), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and result[0][0] is not None

@@ -58,3 +58,31 @@ def test_drift_write_needs_format_and_path(capsys: pytest.CaptureFixture[str]) -
         "argument --write: 'pdf=drift.pdf': write FORMAT=PATH with FORMAT one of table, json, markdown, html, "
         "e.g. json=drift.json" in capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("VEND_TODAY", "tomorrow", "VEND_TODAY='tomorrow' is not a date: write it as YYYY-MM-DD"),
+        ("VEND_CACHE_DIR", "FILE", "is not a directory: point it at a directory"),
+    ],
+)
+def test_a_bad_vend_variable_stops_every_command_before_any_work(
+    variable: str,
+    value: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if value == "FILE":
+        value = str(tmp_path / "a-file")
+        Path(value).write_text("not a directory")
+    monkeypatch.setenv(variable, value)
+    out = tmp_path / "out"
+    assert (
+        cli.main(["synth", "--overrides", str(Path(cli.__file__).parents[1] / "overrides"), "--output", str(out)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
