@@ -132,15 +132,16 @@ def load_portfolio(
     they, the defaults, the profiles, the code and the date stay the same
     (``validation_cache.py``).
     """
-    today = today or _today()
+    today = today or current_date()
     paths = [overrides] if isinstance(overrides, Path) else list(overrides)
     problems: list[Problem] = []
+    profile_files = sorted(profiles_dir.glob("*.yaml"))
     # Read once: the bytes that key the cache are the bytes parsed, even if a file changes meanwhile.
-    inputs = {path: _read(path) for path in [defaults_file, *sorted(profiles_dir.glob("*.yaml"))]}
+    inputs = {path: _read(path) for path in [defaults_file, *profile_files]}
     cache = _cache(cache_dir, inputs, today)
     defaults = _load_model(defaults_file, inputs[defaults_file], MspDefaults, problems, cache)
     profiles: dict[str, Profile] = {}
-    for pf in sorted(profiles_dir.glob("*.yaml")):
+    for pf in profile_files:
         profile = _load_model(pf, inputs[pf], Profile, problems, cache)
         if profile is not None:
             profiles[pf.stem] = profile
@@ -152,7 +153,7 @@ def load_portfolio(
     checked: list[tuple[SourceDoc, set[str]]] = []  # every readable file, with the paths that are wrong
     for f in files:
         data = _read(f)
-        key = cache.key(f, data) if cache is not None and data is not None else ""
+        key = _key(cache, f, data)
         remembered = _remembered(cache, f, data, key, ClientOverride)
         if remembered is not None:
             problems.extend(remembered[1])
@@ -205,6 +206,11 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
+def _key(cache: ValidationCache | None, path: Path, data: bytes | None) -> str:
+    """The file's cache key; "" without a cache or without the file's bytes."""
+    return cache.key(path, data) if cache is not None and data is not None else ""
+
+
 def _remembered(
     cache: ValidationCache | None, path: Path, data: bytes | None, key: str, model: type[M]
 ) -> tuple[SourceDoc, list[Problem], M] | None:
@@ -243,7 +249,9 @@ _NOTIFICATION_LIMIT = (
 )
 
 
-def _today() -> date:
+def current_date() -> date:
+    """The date exceptions expire against: ``VEND_TODAY`` (ISO) if set, else today; a bad
+    ``VEND_TODAY`` raises ValueError (the CLI checks it first)."""
     value = os.environ.get("VEND_TODAY")
     return date.fromisoformat(value) if value else date.today()
 
@@ -261,7 +269,7 @@ def effective_client(
 def _load_model(
     path: Path, data: bytes | None, model: type[M], problems: list[Problem], cache: ValidationCache | None
 ) -> M | None:
-    key = cache.key(path, data) if cache is not None and data is not None else ""
+    key = _key(cache, path, data)
     remembered = _remembered(cache, path, data, key, model)
     if remembered is not None:
         return remembered[2]
@@ -321,7 +329,7 @@ def _load_override(
     # values that passed the schema, so every independent problem is reported in one round.
     bad = _bad_paths(found)
     semantic = _semantic_problems(doc, profiles, path, bad, client_defaults)
-    semantic += _exception_problems(doc, profiles, today or _today(), default_rules, bad)
+    semantic += _exception_problems(doc, profiles, today or current_date(), default_rules, bad)
     problems.extend(semantic)
     if override is None or any(p.severity == "error" for p in semantic):
         return doc, None

@@ -69,7 +69,6 @@ class ValidationCache:
     def __init__(self, directory: Path, context: str) -> None:
         self.directory = directory
         self.context = context
-        self.hits = 0
 
     def key(self, path: Path, data: bytes) -> str:
         return hashlib.sha256(f"{self.context}\0{path}\0".encode() + data).hexdigest()
@@ -86,7 +85,6 @@ class ValidationCache:
                 return None
         except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
             return None
-        self.hits += 1
         return doc, problems
 
     def store(self, path: Path, key: str, doc: SourceDoc, problems: list[Problem]) -> None:

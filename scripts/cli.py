@@ -15,10 +15,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import date
 from pathlib import Path
 
-from baseline.portfolio import Portfolio, load_portfolio, render_schema
+from baseline.portfolio import Portfolio, current_date, load_portfolio, render_schema
 from scripts.assembly import read_assembly
 from scripts.aws import AssumeRoleError, AwsAccess
 from scripts.deploy import RolloutOptions, StackOptions, TargetResult, run_rollout
@@ -586,15 +585,17 @@ def _review_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], c
 
 def _environment_problem() -> str | None:
     """What is wrong with vend's own environment variables, before any work starts."""
-    today = os.environ.get("VEND_TODAY")
-    if today:
-        try:
-            date.fromisoformat(today)
-        except ValueError:
-            return f"VEND_TODAY={today!r} is not a date: write it as YYYY-MM-DD, or unset it to use today's date"
-    cache = os.environ.get("VEND_CACHE_DIR")
-    if cache and Path(cache).exists() and not Path(cache).is_dir():
-        return f"VEND_CACHE_DIR={cache!r} is not a directory: point it at a directory (it is made if missing)"
+    try:
+        current_date()
+    except ValueError:
+        today = os.environ.get("VEND_TODAY")
+        return f"VEND_TODAY={today!r} is not a date: write it as YYYY-MM-DD, or unset it to use today's date"
+    cache = default_cache_dir()
+    if cache.exists() and not cache.is_dir():
+        return (
+            f"the cache directory {str(cache)!r} is not a directory: point it at a directory "
+            "with VEND_CACHE_DIR (it is made if missing)"
+        )
     return None
 
 

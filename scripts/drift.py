@@ -12,12 +12,10 @@ that cannot run is reported as NOT_CHECKED or ERROR with the reason, never as IN
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from baseline.exceptions import waived_rules, waiver
 from baseline.model import MspDefaults
 from baseline.policies import boundary_document, operations_policy, resolve_pseudo, statement_diff, trust_policy
-from baseline.portfolio import Portfolio
+from baseline.portfolio import Portfolio, current_date
 from baseline.spec import (
     RULE_PREFIX,
     TAG_RULE_NAME,
@@ -222,12 +220,6 @@ class _Ctx:
             self.record(region, control, status, detail=f"{code}: {err.get('Message', '')}")
         except (BotoCoreError, KeyError, ValueError, TypeError) as exc:
             self.record(region, control, "ERROR", detail=f"{type(exc).__name__}: {exc}")
-
-
-def today() -> date:
-    """The date exceptions expire against: ``VEND_TODAY`` (ISO) if set, as in validation."""
-    value = os.environ.get("VEND_TODAY")
-    return date.fromisoformat(value) if value else date.today()
 
 
 # --- checks -----------------------------------------------------------------------------
@@ -966,7 +958,7 @@ def drift_portfolio(
     selected = [c for c in portfolio.clients if not clients or c.client in clients]
     key_arns = central_key_arns(access, portfolio.defaults)
     # An expired exception waives nothing: the control is expected again (and named in the finding).
-    expired = {c.client: tuple(e for e in c.exceptions if e.expires < today()) for c in selected}
+    expired = {c.client: tuple(e for e in c.exceptions if e.expires < current_date()) for c in selected}
     baselines = [
         client_baseline(
             c.model_copy(update={"exceptions": tuple(e for e in c.exceptions if e not in expired[c.client])}),

@@ -16,7 +16,7 @@ import pytest
 
 from baseline.portfolio import DEFAULTS_FILE, PROFILES_DIR, load_portfolio
 from baseline.validation_cache import ValidationCache, context_key
-from baseline.yamlsource import Problem
+from baseline.yamlsource import Problem, load_yaml
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXPIRING = (
@@ -91,10 +91,8 @@ def test_an_entry_vouching_for_a_file_the_model_refuses_is_a_miss(overrides: Pat
     data = path.read_bytes()
     inputs = [(p, p.read_bytes()) for p in [DEFAULTS_FILE, *sorted(PROFILES_DIR.glob("*.yaml"))]]
     forged = ValidationCache(cache / "validated", context_key(inputs, DAY))
-    doc = load_portfolio(overrides, today=DAY)  # the real check fails; forge what it would have kept
-    assert doc[0] is None
-    from baseline.yamlsource import load_yaml
-
+    checked, _ = load_portfolio(overrides, today=DAY)  # the real check fails; forge what it would have kept
+    assert checked is None
     forged.store(path, forged.key(path, data), load_yaml(path, data)[0], [])  # type: ignore[arg-type]
     assert len(_entries(cache)) == 1
     portfolio, problems = load_portfolio(overrides, today=DAY, cache_dir=cache)
